@@ -1,0 +1,366 @@
+//! Findings: what looks wrong, with the numbers, in one sentence each. Every threshold is a
+//! named constant here and documented in the README's "Findings" table.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Growth, SampleCounts};
+use crate::fds::{FdEntry, FdKind};
+use crate::samples::CaptureData;
+use crate::units;
+
+/// `FD_LIMIT_NEAR` warning: open fds at or above this share of the soft limit.
+pub const FD_LIMIT_WARNING: f64 = 0.80;
+/// `FD_LIMIT_NEAR` critical.
+pub const FD_LIMIT_CRITICAL: f64 = 0.95;
+/// `FD_GROWTH`: a group must grow by at least this many fds…
+pub const FD_GROWTH_MIN: u64 = 10;
+/// …and by at least this share of its first count, never shrinking between samples.
+pub const FD_GROWTH_MIN_RATIO: f64 = 0.10;
+/// `FD_GROWTH` is critical when, at the measured rate, the soft limit is this close.
+pub const FD_GROWTH_CRITICAL_SECONDS: f64 = 600.0;
+/// `SOCKET_CLOSE_WAIT` is a warning from this many sockets (info below).
+pub const CLOSE_WAIT_WARNING: u64 = 10;
+/// `THREAD_GROWTH`: threads must grow by at least this many…
+pub const THREAD_GROWTH_MIN: u64 = 5;
+/// …and this share of the first count, never shrinking.
+pub const THREAD_GROWTH_MIN_RATIO: f64 = 0.10;
+/// `RSS_GROWTH`: RSS must grow by at least this many bytes…
+pub const RSS_GROWTH_MIN_BYTES: u64 = 16 << 20;
+/// …and this share of the first value, never shrinking.
+pub const RSS_GROWTH_MIN_RATIO: f64 = 0.10;
+/// `CGROUP_MEMORY_NEAR_LIMIT` warning: working set at or above this share of the limit.
+pub const CGROUP_LIMIT_WARNING: f64 = 0.90;
+/// `CGROUP_MEMORY_NEAR_LIMIT` critical.
+pub const CGROUP_LIMIT_CRITICAL: f64 = 0.97;
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing; not a problem by itself.
+    Info,
+    /// Likely a problem.
+    Warning,
+    /// A problem that will hurt soon (limit almost reached, OOM kills).
+    Critical,
+}
+
+impl Severity {
+    /// `info`, `warning`, `critical`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// How serious.
+    pub severity: Severity,
+    /// Stable code (`FD_GROWTH`, `SOCKET_CLOSE_WAIT`, …).
+    pub code: String,
+    /// One sentence with the numbers.
+    pub message: String,
+    /// The numbers it rests on.
+    pub evidence: serde_json::Value,
+}
+
+impl Finding {
+    fn new(severity: Severity, code: &str, message: String, evidence: serde_json::Value) -> Self {
+        Self {
+            severity,
+            code: code.to_string(),
+            message,
+            evidence,
+        }
+    }
+}
+
+/// All findings for a capture, most serious first.
+pub fn find(data: &CaptureData, samples: &[SampleCounts], growth: &[Growth]) -> Vec<Finding> {
+    let seconds = samples.last().map_or(0.0, |s| s.offset_seconds);
+    let last_fds = data.fds.as_ref().and_then(|s| s.samples.last()).map(|s| s.data.fds.as_slice());
+    let mut findings = Vec::new();
+    findings.extend(fd_limit_near(samples));
+    findings.extend(fd_growth(samples, growth, seconds, last_fds.unwrap_or_default()));
+    findings.extend(close_wait(last_fds.unwrap_or_default()));
+    findings.extend(thread_growth(samples, growth, seconds));
+    findings.extend(rss_growth(growth, seconds));
+    findings.extend(cgroup_near_limit(samples));
+    findings.extend(cgroup_oom_kills(samples));
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings
+}
+
+fn grows(g: &Growth, min: u64, min_ratio: f64) -> bool {
+    g.monotonic && g.delta >= min as i64 && g.delta as f64 >= g.first() as f64 * min_ratio
+}
+
+fn fd_limit_near(samples: &[SampleCounts]) -> Option<Finding> {
+    let fds = samples.last()?.fds.as_ref()?;
+    let limit = fds.soft_limit?;
+    let share = fds.total as f64 / limit.max(1) as f64;
+    let severity = if share >= FD_LIMIT_CRITICAL {
+        Severity::Critical
+    } else if share >= FD_LIMIT_WARNING {
+        Severity::Warning
+    } else {
+        return None;
+    };
+    Some(Finding::new(
+        severity,
+        "FD_LIMIT_NEAR",
+        format!(
+            "{} fds open, {:.0}% of the soft limit of {}: at the limit every open, accept and socket call fails with EMFILE (too many open files)",
+            units::count(fds.total),
+            share * 100.0,
+            units::count(limit)
+        ),
+        json!({"open": fds.total, "softLimit": limit, "share": share}),
+    ))
+}
+
+fn fd_growth(samples: &[SampleCounts], growth: &[Growth], seconds: f64, last_fds: &[FdEntry]) -> Vec<Finding> {
+    let last = samples.last().and_then(|s| s.fds.as_ref());
+    growth
+        .iter()
+        .filter_map(|g| Some((g, g.metric.strip_prefix("fds: ")?)))
+        .filter(|(g, _)| grows(g, FD_GROWTH_MIN, FD_GROWTH_MIN_RATIO))
+        .map(|(g, group)| {
+            let members: Vec<&FdEntry> = last_fds.iter().filter(|e| e.group() == group).collect();
+            let top = top_targets(&members);
+            let time_to_limit = last
+                .and_then(|f| f.soft_limit.map(|limit| (limit.saturating_sub(f.total)) as f64 / g.per_second))
+                .filter(|t| t.is_finite());
+            let severity = match time_to_limit {
+                Some(t) if t <= FD_GROWTH_CRITICAL_SECONDS => Severity::Critical,
+                _ => Severity::Warning,
+            };
+            let mut message = format!(
+                "{} grew {} → {} in {} ({:+})",
+                group_description(group),
+                units::count(g.first()),
+                units::count(g.last()),
+                units::seconds(seconds),
+                units::rate(g.per_second)
+            );
+            if !top.is_empty() {
+                let noun = if group.starts_with("socket ") { "top peers" } else { "top targets" };
+                let list: Vec<String> = top.iter().map(|(t, n)| format!("{t} ({})", units::count(*n))).collect();
+                message.push_str(&format!("; {noun}: {}", list.join(", ")));
+            }
+            if let Some(t) = time_to_limit {
+                message.push_str(&format!("; at this rate the soft limit is reached in about {}", units::seconds(t)));
+            }
+            if let Some(hint) = FdKind::from_name(group).and_then(growth_hint) {
+                message.push_str(&format!(". {hint}"));
+            }
+            Finding::new(
+                severity,
+                "FD_GROWTH",
+                message,
+                json!({
+                    "group": group,
+                    "values": g.values,
+                    "seconds": seconds,
+                    "perSecond": g.per_second,
+                    "top": top.iter().map(|(t, n)| json!({"target": t, "count": n})).collect::<Vec<_>>(),
+                    "secondsToSoftLimit": time_to_limit,
+                }),
+            )
+        })
+        .collect()
+}
+
+/// `socket tcp CLOSE_WAIT` → `tcp sockets in CLOSE_WAIT`; `timerfd` → `timerfds`.
+fn group_description(group: &str) -> String {
+    if let Some(socket) = group.strip_prefix("socket ") {
+        return match socket.split_once(' ') {
+            Some((protocol, state)) => format!("{protocol} sockets in {state}"),
+            None => format!("{socket} sockets"),
+        };
+    }
+    FdKind::from_name(group).map_or_else(|| group.to_string(), |k| k.plural().to_string())
+}
+
+/// What a growing kind usually means, worded no stronger than the evidence.
+fn growth_hint(kind: FdKind) -> Option<&'static str> {
+    Some(match kind {
+        FdKind::Timerfd => {
+            "Go's runtime does not create a timerfd per time.Ticker, so growing timerfds usually point at native code (a C library or another runtime)"
+        }
+        FdKind::Eventpoll => "Each epoll instance is usually an event loop; loops created and never closed would look like this",
+        FdKind::Pipe => "Pipes often come from child processes whose pipe ends are never closed",
+        FdKind::RegularFile => "Files opened and never closed (a missing Close/defer) would look like this",
+        FdKind::Eventfd => "Eventfds are usually wake-up handles of event loops or thread pools created and never closed",
+        _ => return None,
+    })
+}
+
+/// The most common link targets (peers for sockets) among fds, top 3.
+fn top_targets(entries: &[&FdEntry]) -> Vec<(String, u64)> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for entry in entries {
+        let key = match &entry.socket {
+            Some(socket) => match (&socket.remote, &socket.path) {
+                (Some(remote), _) => remote.clone(),
+                (None, Some(path)) => path.clone(),
+                _ => continue,
+            },
+            None if matches!(entry.kind, FdKind::RegularFile | FdKind::Directory | FdKind::Memfd) => entry.target.clone(),
+            None => continue,
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    let mut top: Vec<(String, u64)> = counts.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(3);
+    top
+}
+
+fn close_wait(last_fds: &[FdEntry]) -> Option<Finding> {
+    let members: Vec<&FdEntry> = last_fds
+        .iter()
+        .filter(|e| e.socket.as_ref().is_some_and(|s| s.state.as_deref() == Some("CLOSE_WAIT")))
+        .collect();
+    if members.is_empty() {
+        return None;
+    }
+    let count = members.len() as u64;
+    let top = top_targets(&members);
+    let severity = if count >= CLOSE_WAIT_WARNING { Severity::Warning } else { Severity::Info };
+    let peers: Vec<String> = top.iter().map(|(t, n)| format!("{t} ({})", units::count(*n))).collect();
+    Some(Finding::new(
+        severity,
+        "SOCKET_CLOSE_WAIT",
+        format!(
+            "{} TCP socket{} in CLOSE_WAIT: the peer closed the connection and this process has not closed its end (in Go, often an HTTP response body that is never closed); top peers: {}",
+            units::count(count),
+            if count == 1 { " is" } else { "s are" },
+            peers.join(", ")
+        ),
+        json!({"count": count, "fds": members.iter().map(|e| e.fd).collect::<Vec<_>>(), "topPeers": top.iter().map(|(t, n)| json!({"peer": t, "count": n})).collect::<Vec<_>>()}),
+    ))
+}
+
+fn thread_growth(samples: &[SampleCounts], growth: &[Growth], seconds: f64) -> Option<Finding> {
+    let g = growth.iter().find(|g| g.metric == "threads")?;
+    if !grows(g, THREAD_GROWTH_MIN, THREAD_GROWTH_MIN_RATIO) {
+        return None;
+    }
+    let first = samples.first()?.threads.as_ref()?;
+    let last = samples.last()?.threads.as_ref()?;
+    let mut names: Vec<(String, i64)> = last
+        .by_name
+        .iter()
+        .map(|(name, n)| (name.clone(), *n as i64 - first.by_name.get(name).copied().unwrap_or(0) as i64))
+        .filter(|(_, delta)| *delta > 0)
+        .collect();
+    names.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    names.truncate(3);
+    let list: Vec<String> = names.iter().map(|(name, d)| format!("{name} (+{d})")).collect();
+    Some(Finding::new(
+        Severity::Warning,
+        "THREAD_GROWTH",
+        format!(
+            "threads grew {} → {} in {} ({:+}); growing names: {}",
+            units::count(g.first()),
+            units::count(g.last()),
+            units::seconds(seconds),
+            units::rate(g.per_second),
+            list.join(", ")
+        ),
+        json!({"values": g.values, "seconds": seconds, "perSecond": g.per_second, "growingNames": names.iter().map(|(n, d)| json!({"name": n, "delta": d})).collect::<Vec<_>>()}),
+    ))
+}
+
+fn rss_growth(growth: &[Growth], seconds: f64) -> Option<Finding> {
+    let g = growth.iter().find(|g| g.metric == "rssBytes")?;
+    if !grows(g, RSS_GROWTH_MIN_BYTES, RSS_GROWTH_MIN_RATIO) {
+        return None;
+    }
+    Some(Finding::new(
+        Severity::Warning,
+        "RSS_GROWTH",
+        format!(
+            "resident memory grew {} → {} in {} ({}/s) and never went down between samples",
+            units::bytes(g.first()),
+            units::bytes(g.last()),
+            units::seconds(seconds),
+            units::bytes(g.per_second.max(0.0) as u64)
+        ),
+        json!({"values": g.values, "seconds": seconds, "bytesPerSecond": g.per_second}),
+    ))
+}
+
+fn cgroup_near_limit(samples: &[SampleCounts]) -> Option<Finding> {
+    let memory = samples.last()?.memory.as_ref()?;
+    let working_set = memory.cgroup_working_set_bytes?;
+    let limit = memory.cgroup_limit_bytes?;
+    let share = working_set as f64 / limit.max(1) as f64;
+    let severity = if share >= CGROUP_LIMIT_CRITICAL {
+        Severity::Critical
+    } else if share >= CGROUP_LIMIT_WARNING {
+        Severity::Warning
+    } else {
+        return None;
+    };
+    Some(Finding::new(
+        severity,
+        "CGROUP_MEMORY_NEAR_LIMIT",
+        format!(
+            "the cgroup's working set is {}, {:.0}% of its memory limit of {}: at the limit the kernel reclaims hard and then OOM-kills",
+            units::bytes(working_set),
+            share * 100.0,
+            units::bytes(limit)
+        ),
+        json!({"workingSetBytes": working_set, "usageBytes": memory.cgroup_usage_bytes, "limitBytes": limit, "share": share}),
+    ))
+}
+
+fn cgroup_oom_kills(samples: &[SampleCounts]) -> Option<Finding> {
+    let first = samples.first()?.memory.as_ref()?.oom_kills?;
+    let last = samples.last()?.memory.as_ref()?.oom_kills?;
+    if last == 0 {
+        return None;
+    }
+    let during = last.saturating_sub(first);
+    let (severity, when) = if during > 0 {
+        (Severity::Critical, format!("{} of them during this capture", units::count(during)))
+    } else {
+        (Severity::Warning, "none during this capture".to_string())
+    };
+    Some(Finding::new(
+        severity,
+        "CGROUP_OOM_KILLS",
+        format!("the kernel has OOM-killed {} process(es) in this cgroup, {when}", units::count(last)),
+        json!({"oomKills": last, "duringCapture": during}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_descriptions_read_naturally() {
+        assert_eq!(group_description("socket tcp CLOSE_WAIT"), "tcp sockets in CLOSE_WAIT");
+        assert_eq!(group_description("socket unknown"), "unknown sockets");
+        assert_eq!(group_description("timerfd"), "timerfds");
+        assert_eq!(group_description("regular_file"), "regular files");
+    }
+
+    #[test]
+    fn severities_order_from_info_to_critical() {
+        assert!(Severity::Critical > Severity::Warning && Severity::Warning > Severity::Info);
+        assert_eq!(serde_json::to_string(&Severity::Warning).unwrap(), "\"warning\"");
+    }
+}

@@ -1,0 +1,226 @@
+//! The capture directory: writing and reading its JSON files, hashing every artifact, and
+//! `manifest.json`, which says what is in the directory and how it was made.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::analysis::{self, Summary};
+use crate::error::OutputError;
+use crate::report;
+use crate::samples::{CaptureData, Series};
+use crate::target::TargetIdentity;
+
+/// `fds.json`.
+pub const FDS_FILE: &str = "fds.json";
+/// `threads.json`.
+pub const THREADS_FILE: &str = "threads.json";
+/// `memory.json`.
+pub const MEMORY_FILE: &str = "memory.json";
+/// `summary.json`.
+pub const SUMMARY_FILE: &str = "summary.json";
+/// `manifest.json`.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// `report.md`.
+pub const REPORT_MD_FILE: &str = "report.md";
+/// `report.html`.
+pub const REPORT_HTML_FILE: &str = "report.html";
+
+/// `manifest.json`: what the capture holds and how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Layout version.
+    pub schema_version: u32,
+    /// The tool that wrote it.
+    pub tool: Tool,
+    /// Who was captured.
+    pub target: TargetIdentity,
+    /// Samples asked for.
+    pub samples_requested: usize,
+    /// Samples taken.
+    pub samples_taken: usize,
+    /// Seconds between the starts of two samples.
+    pub interval_seconds: f64,
+    /// When the first sample started.
+    pub started_at: DateTime<Utc>,
+    /// When the last sample ended.
+    pub finished_at: DateTime<Utc>,
+    /// Each capture that ran, with the time each sample took.
+    pub captures: Vec<CaptureRun>,
+    /// Set when the capture is partial: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial: Option<String>,
+    /// Every other file of the directory, with its size and sha256.
+    pub files: Vec<FileEntry>,
+}
+
+/// The program that wrote a capture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    /// `procshot`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+impl Tool {
+    /// This procshot.
+    pub fn current() -> Self {
+        Self {
+            name: env!("CARGO_PKG_NAME").to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// One capture kind that ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureRun {
+    /// `fds`, `threads` or `memory`.
+    pub kind: String,
+    /// The file it wrote.
+    pub file: String,
+    /// Milliseconds each sample took.
+    pub sample_durations_ms: Vec<f64>,
+}
+
+/// One artifact file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// File name inside the capture directory.
+    pub name: String,
+    /// Size.
+    pub bytes: u64,
+    /// Hex sha256 of the content.
+    pub sha256: String,
+}
+
+/// Checks that `dir` can receive a new capture: absent, or an empty directory.
+pub fn check_output_dir(dir: &Path) -> Result<(), OutputError> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            None => Ok(()),
+            Some(_) => Err(OutputError::NotEmpty(dir.to_path_buf())),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(_) if dir.exists() && !dir.is_dir() => Err(OutputError::NotADirectory(dir.to_path_buf())),
+        Err(source) => Err(OutputError::Write {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Creates the capture directory (and its parents).
+pub fn create_output_dir(dir: &Path) -> Result<(), OutputError> {
+    check_output_dir(dir)?;
+    fs::create_dir_all(dir).map_err(|source| OutputError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes the sampled data, then [`finish`]es the directory.
+pub fn write_capture(dir: &Path, manifest: &mut Manifest, data: &CaptureData) -> Result<Summary, OutputError> {
+    if let Some(series) = &data.fds {
+        write_json(dir, FDS_FILE, series, false)?;
+    }
+    if let Some(series) = &data.threads {
+        write_json(dir, THREADS_FILE, series, false)?;
+    }
+    if let Some(series) = &data.memory {
+        write_json(dir, MEMORY_FILE, series, false)?;
+    }
+    finish(dir, manifest, data)
+}
+
+/// Analyzes `data` and writes `summary.json`, the reports and `manifest.json` (with the size
+/// and hash of every file). Used after a capture and by `procshot report`.
+pub fn finish(dir: &Path, manifest: &mut Manifest, data: &CaptureData) -> Result<Summary, OutputError> {
+    let summary = analysis::summarize(manifest.target.pid, data, manifest.partial.clone());
+    write_json(dir, SUMMARY_FILE, &summary, true)?;
+    write_file(dir, REPORT_MD_FILE, report::markdown(manifest, &summary, data).as_bytes())?;
+    write_file(dir, REPORT_HTML_FILE, report::html(manifest, &summary, data).as_bytes())?;
+    let names = [FDS_FILE, THREADS_FILE, MEMORY_FILE, SUMMARY_FILE, REPORT_MD_FILE, REPORT_HTML_FILE];
+    manifest.files = names
+        .into_iter()
+        .filter(|name| dir.join(name).exists())
+        .map(|name| hash_file(&dir.join(name)).map(|(bytes, sha256)| FileEntry { name: name.to_string(), bytes, sha256 }))
+        .collect::<Result<_, _>>()?;
+    write_json(dir, MANIFEST_FILE, manifest, true)?;
+    Ok(summary)
+}
+
+/// Reads a capture directory back: its manifest and whatever sample files it has.
+pub fn load(dir: &Path) -> Result<(Manifest, CaptureData), OutputError> {
+    let manifest: Manifest = read_json(&dir.join(MANIFEST_FILE))?;
+    let optional = |name: &str| -> Result<Option<PathBuf>, OutputError> {
+        let path = dir.join(name);
+        Ok(path.exists().then_some(path))
+    };
+    let data = CaptureData {
+        fds: optional(FDS_FILE)?.map(|p| read_json::<Series<_>>(&p)).transpose()?,
+        threads: optional(THREADS_FILE)?.map(|p| read_json::<Series<_>>(&p)).transpose()?,
+        memory: optional(MEMORY_FILE)?.map(|p| read_json::<Series<_>>(&p)).transpose()?,
+    };
+    Ok((manifest, data))
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, OutputError> {
+    let bad = |detail: String| OutputError::BadCapture {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+    serde_json::from_reader(BufReader::new(file)).map_err(|e| bad(e.to_string()))
+}
+
+fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, pretty: bool) -> Result<(), OutputError> {
+    let path = dir.join(name);
+    let write_err = |source| OutputError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut writer = BufWriter::with_capacity(1 << 16, File::create(&path).map_err(write_err)?);
+    let result = if pretty {
+        serde_json::to_writer_pretty(&mut writer, value)
+    } else {
+        serde_json::to_writer(&mut writer, value)
+    };
+    result.map_err(|e| write_err(e.into()))?;
+    writer.write_all(b"\n").map_err(write_err)?;
+    writer.into_inner().map_err(|e| write_err(e.into_error()))?.sync_all().map_err(write_err)
+}
+
+fn write_file(dir: &Path, name: &str, content: &[u8]) -> Result<(), OutputError> {
+    let path = dir.join(name);
+    fs::write(&path, content).map_err(|source| OutputError::Write { path, source })
+}
+
+/// Size and hex sha256 of a file, read in chunks.
+pub fn hash_file(path: &Path) -> Result<(u64, String), OutputError> {
+    let read_err = |source| OutputError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 1 << 16];
+    let mut bytes = 0;
+    loop {
+        let n = file.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    Ok((bytes, hex::encode(hasher.finalize())))
+}

@@ -1,0 +1,19 @@
+//! procshot: capture the evidence of a sick process (open file descriptors, threads and
+//! memory) from `/proc`, several samples apart, and say what is wrong with it.
+//!
+//! The library is the engine; the `procshot` binary is a thin CLI over [`capture::run`]
+//! and [`report::rerender`]. Nothing here ever writes to, signals or stops the target:
+//! every capture only reads `/proc/PID/…` and the target's cgroup files.
+
+pub mod analysis;
+pub mod artifacts;
+pub mod capture;
+pub mod error;
+pub mod fds;
+pub mod memory;
+pub mod redact;
+pub mod samples;
+pub mod report;
+pub mod target;
+pub mod threads;
+pub mod units;

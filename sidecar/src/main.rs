@@ -1,0 +1,137 @@
+//! `procshot`: the command-line interface over the capture engine.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use procshot::analysis::{Finding, Summary};
+use procshot::capture::{self, CaptureKind, CaptureOptions};
+use procshot::error::exit_code;
+use procshot::report;
+
+/// Capture the evidence of a sick process (open fds, threads, memory) before it is restarted.
+#[derive(Debug, Parser)]
+#[command(name = "procshot", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sample a live process's fds, threads and memory into a capture directory.
+    Capture(CaptureArgs),
+    /// Re-analyze a capture directory and rewrite summary.json, report.md and report.html.
+    Report {
+        /// The capture directory.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct CaptureArgs {
+    /// The process to capture.
+    #[arg(long)]
+    pid: i32,
+    /// Where to write the capture (must not exist or be empty).
+    /// Default: ./procshot-PID-TIMESTAMP.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// How many samples to take; trends need at least 2.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    samples: u32,
+    /// Time between the starts of two samples (`500ms`, `2s`, `1m`).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// What to capture, comma-separated, from fds, threads, memory.
+    #[arg(long = "capture", default_value = "fds,threads,memory", value_delimiter = ',')]
+    captures: Vec<CaptureKind>,
+    /// Give up after this long: samples not taken by then are skipped and the capture is
+    /// marked partial. Default: the sampling time plus one minute.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+    /// Where procfs is mounted (a node's /proc mounted elsewhere, for example).
+    #[arg(long, default_value = "/proc")]
+    proc_root: PathBuf,
+    /// Where cgroup filesystems are mounted, when they are not where /proc/self/mountinfo says.
+    #[arg(long)]
+    cgroup_root: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Capture(args) => run_capture(args),
+        Command::Report { dir } => run_report(&dir),
+    }
+}
+
+fn run_capture(args: CaptureArgs) -> ExitCode {
+    let samples = args.samples as usize;
+    let mut captures = args.captures;
+    captures.sort();
+    captures.dedup();
+    let out = args.out.unwrap_or_else(|| {
+        PathBuf::from(format!("procshot-{}-{}", args.pid, chrono::Local::now().format("%Y%m%dT%H%M%S")))
+    });
+    let options = CaptureOptions {
+        pid: args.pid,
+        out,
+        samples,
+        interval: args.interval,
+        captures,
+        deadline: args
+            .timeout
+            .unwrap_or_else(|| CaptureOptions::default_deadline(samples, args.interval)),
+        proc_root: args.proc_root,
+        cgroup_root: args.cgroup_root,
+    };
+    match capture::run(&options, &mut |line| eprintln!("procshot: {line}")) {
+        Ok(outcome) => {
+            print_summary(&outcome.summary, &outcome.dir);
+            if outcome.summary.partial.is_some() {
+                ExitCode::from(exit_code::PARTIAL)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("procshot: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run_report(dir: &Path) -> ExitCode {
+    match report::rerender(dir) {
+        Ok(summary) => {
+            print_summary(&summary, dir);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("procshot: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn print_summary(summary: &Summary, dir: &Path) {
+    if let Some(reason) = &summary.partial {
+        println!("PARTIAL capture: {reason}");
+    }
+    if summary.findings.is_empty() {
+        println!("no findings for pid {}: nothing crossed a threshold", summary.pid);
+    } else {
+        println!("findings for pid {}:", summary.pid);
+        for Finding {
+            severity, code, message, ..
+        } in &summary.findings
+        {
+            println!("  {:<8} {code}: {message}", severity.name().to_uppercase());
+        }
+    }
+    println!("report: {}", dir.join("report.html").display());
+    println!("        {} (and summary.json, manifest.json)", dir.join("report.md").display());
+}
