@@ -196,7 +196,7 @@ fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, pretty: bool) -> 
     };
     result.map_err(|e| write_err(e.into()))?;
     writer.write_all(b"\n").map_err(write_err)?;
-    writer.into_inner().map_err(|e| write_err(e.into_error()))?.sync_all().map_err(write_err)
+    writer.flush().map_err(write_err)
 }
 
 fn write_file(dir: &Path, name: &str, content: &[u8]) -> Result<(), OutputError> {

@@ -13,6 +13,7 @@ pub mod sockets;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use procfs::process::LimitValue;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
@@ -26,6 +27,12 @@ use crate::error::CaptureError;
 use crate::target::Target;
 
 const WHAT: &str = "the fd table";
+/// Fd tables smaller than this are read by one thread.
+const PARALLEL_MIN_FDS: usize = 2048;
+/// At most this many threads read one fd table.
+const MAX_WORKERS: usize = 4;
+/// Fds a worker claims at a time.
+const BATCH: usize = 256;
 
 /// One sample of the fd table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,26 +103,41 @@ pub fn capture(target: &Target) -> Result<FdSample, CaptureError> {
     let fdinfo_dir = target.open_dir("fdinfo", WHAT)?;
     let names = list_fd_names(target, &fd_dir)?;
 
-    let mut reader = FdReader::new(target, &fd_dir, &fdinfo_dir);
+    // The walk is all system calls, each independent: split it across cores, and read the
+    // socket tables meanwhile. Small tables are not worth a thread.
+    let workers = if names.len() < PARALLEL_MIN_FDS {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS)
+    };
+    // Workers take batches from a shared cursor, so a worker slowed by the socket reader
+    // simply takes fewer batches.
+    let cursor = AtomicUsize::new(0);
+    let (walked, sockets) = std::thread::scope(|scope| {
+        let sockets = scope.spawn(|| SocketTable::read(target));
+        let walkers: Vec<_> = (0..workers)
+            .map(|_| scope.spawn(|| FdReader::new(target, &fd_dir, &fdinfo_dir).read_batches(&names, &cursor)))
+            .collect();
+        let walked: Vec<_> = walkers.into_iter().map(|w| w.join().expect("fd walker panicked")).collect();
+        (walked, sockets.join().expect("socket table reader panicked"))
+    });
     let mut fds = Vec::with_capacity(names.len());
     let mut vanished = 0;
-    for (fd, name) in &names {
-        match reader.read(*fd, name)? {
-            Some(entry) => fds.push(entry),
-            None => vanished += 1,
-        }
+    for part in walked {
+        let (entries, gone) = part?;
+        fds.extend(entries);
+        vanished += gone;
     }
+    fds.sort_unstable_by_key(|e| e.fd);
     if vanished > 0 && !target.is_alive() {
         return Err(CaptureError::TargetExited {
             pid: target.pid(),
             what: WHAT,
         });
     }
-    if fds.iter().any(|e| e.kind == FdKind::Socket) {
-        let sockets = SocketTable::read(target)?;
-        for entry in fds.iter_mut().filter(|e| e.kind == FdKind::Socket) {
-            entry.socket = Some(sockets.lookup(socket_inode(&entry.target).unwrap_or(0)));
-        }
+    let sockets = sockets?;
+    for entry in fds.iter_mut().filter(|e| e.kind == FdKind::Socket) {
+        entry.socket = Some(sockets.lookup(socket_inode(&entry.target).unwrap_or(0)));
     }
     Ok(FdSample {
         limits,
@@ -168,6 +190,25 @@ impl<'a> FdReader<'a> {
             fd_dir,
             fdinfo_dir,
             fdinfo_buf: vec![0; 4096],
+        }
+    }
+
+    /// Reads batches of `names` claimed from `cursor` until none are left; returns the
+    /// entries and how many fds vanished.
+    fn read_batches(mut self, names: &[(i32, CString)], cursor: &AtomicUsize) -> Result<(Vec<FdEntry>, u32), CaptureError> {
+        let mut entries = Vec::new();
+        let mut vanished = 0;
+        loop {
+            let start = cursor.fetch_add(BATCH, Ordering::Relaxed);
+            if start >= names.len() {
+                return Ok((entries, vanished));
+            }
+            for (fd, name) in &names[start..(start + BATCH).min(names.len())] {
+                match self.read(*fd, name)? {
+                    Some(entry) => entries.push(entry),
+                    None => vanished += 1,
+                }
+            }
         }
     }
 

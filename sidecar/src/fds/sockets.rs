@@ -3,11 +3,18 @@
 
 use std::collections::HashMap;
 
-use procfs::net::{TcpNetEntry, TcpState, UdpNetEntry, UdpState, UnixState};
+use std::io::Read;
+
+use procfs::net::{TcpNetEntries, TcpNetEntry, TcpState, UdpNetEntries, UdpNetEntry, UdpState, UnixNetEntries, UnixState};
+use procfs::{FromBufRead, FromBufReadSI};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CaptureError;
 use crate::target::Target;
+
+const WHAT: &str = "the socket tables";
+/// Initial buffer for a net table: big enough for thousands of sockets in one read.
+const TABLE_BUFFER: usize = 1 << 20;
 
 /// The protocol family of a socket, as found in the target's net tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -111,21 +118,21 @@ impl SocketTable {
     /// exist (IPv6 disabled, say) is skipped; any other failure is an error.
     pub fn read(target: &Target) -> Result<Self, CaptureError> {
         let mut table = Self::default();
-        let process = target.process();
-        let what = "the socket tables";
-        if let Some(entries) = optional_table(target, process.tcp(), "net/tcp")? {
+        if let Some(TcpNetEntries(entries)) = read_table(target, "net/tcp")? {
             table.add_tcp(entries, SocketProtocol::Tcp);
         }
-        if let Some(entries) = optional_table(target, process.tcp6(), "net/tcp6")? {
+        if let Some(TcpNetEntries(entries)) = read_table(target, "net/tcp6")? {
             table.add_tcp(entries, SocketProtocol::Tcp6);
         }
-        if let Some(entries) = optional_table(target, process.udp(), "net/udp")? {
+        if let Some(UdpNetEntries(entries)) = read_table(target, "net/udp")? {
             table.add_udp(entries, SocketProtocol::Udp);
         }
-        if let Some(entries) = optional_table(target, process.udp6(), "net/udp6")? {
+        if let Some(UdpNetEntries(entries)) = read_table(target, "net/udp6")? {
             table.add_udp(entries, SocketProtocol::Udp6);
         }
-        if let Some(entries) = optional_table(target, process.unix(), "net/unix")? {
+        if let Some(text) = read_text(target, "net/unix")? {
+            let UnixNetEntries(entries) =
+                UnixNetEntries::from_buf_read(text.as_bytes()).map_err(|e| target.proc_error("net/unix", WHAT, e))?;
             for entry in entries {
                 let socket_type = match entry.socket_type {
                     1 => "stream",
@@ -151,28 +158,21 @@ impl SocketTable {
                 );
             }
         }
-        match process.open_relative("net/netlink") {
-            Ok(mut file) => {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut file, &mut text)
-                    .map_err(|e| target.io_error("net/netlink", what, e))?;
-                let entries = parse_netlink(&text).map_err(|detail| CaptureError::Malformed {
-                    path: target.path("net/netlink"),
-                    detail,
-                })?;
-                for (inode, protocol) in entries {
-                    table.by_inode.insert(
-                        inode,
-                        SocketInfo {
-                            protocol: SocketProtocol::Netlink,
-                            netlink_protocol: Some(protocol),
-                            ..SocketInfo::unknown()
-                        },
-                    );
-                }
+        if let Some(text) = read_text(target, "net/netlink")? {
+            let entries = parse_netlink(&text).map_err(|detail| CaptureError::Malformed {
+                path: target.path("net/netlink"),
+                detail,
+            })?;
+            for (inode, protocol) in entries {
+                table.by_inode.insert(
+                    inode,
+                    SocketInfo {
+                        protocol: SocketProtocol::Netlink,
+                        netlink_protocol: Some(protocol),
+                        ..SocketInfo::unknown()
+                    },
+                );
             }
-            Err(procfs::ProcError::NotFound(_)) if target.is_alive() => {}
-            Err(e) => return Err(target.proc_error("net/netlink", what, e)),
         }
         Ok(table)
     }
@@ -219,13 +219,28 @@ impl SocketTable {
     }
 }
 
-/// A net table that may be absent (IPv6 disabled, say): `None` then; other errors fail.
-fn optional_table<T>(target: &Target, result: procfs::ProcResult<T>, file: &str) -> Result<Option<T>, CaptureError> {
-    match result {
-        Ok(entries) => Ok(Some(entries)),
-        Err(procfs::ProcError::NotFound(_)) if target.is_alive() => Ok(None),
-        Err(e) => Err(target.proc_error(file, "the socket tables", e)),
-    }
+/// Reads a whole net table in few large reads (the kernel regenerates a table from its
+/// start on every read call, so small reads cost dearly on big tables). `None` when the
+/// table does not exist (IPv6 disabled, say).
+fn read_text(target: &Target, file: &str) -> Result<Option<String>, CaptureError> {
+    let mut handle = match target.process().open_relative(file) {
+        Ok(handle) => handle,
+        Err(procfs::ProcError::NotFound(_)) if target.is_alive() => return Ok(None),
+        Err(e) => return Err(target.proc_error(file, WHAT, e)),
+    };
+    let mut text = String::with_capacity(TABLE_BUFFER);
+    handle.read_to_string(&mut text).map_err(|e| target.io_error(file, WHAT, e))?;
+    Ok(Some(text))
+}
+
+/// Reads and parses an address-family table (`tcp`, `udp`…).
+fn read_table<T: FromBufReadSI>(target: &Target, file: &str) -> Result<Option<T>, CaptureError> {
+    let Some(text) = read_text(target, file)? else {
+        return Ok(None);
+    };
+    T::from_buf_read(text.as_bytes(), procfs::current_system_info())
+        .map(Some)
+        .map_err(|e| target.proc_error(file, WHAT, e))
 }
 
 /// The kernel's name of a TCP state, as `ss` prints it but with underscores.

@@ -1,0 +1,186 @@
+//! Shared helpers of the integration tests: the C fixture built from source once per test
+//! binary, fixture processes that die with their test, and the procshot binary.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Fails the test unless it runs as root: these tests read other processes' /proc
+/// entries, kernel stacks and create cgroups. CI runs as root; nothing is skipped silently.
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root (it reads kernel stacks and creates cgroups); run it as root, as CI does"
+    );
+}
+
+/// Builds `tests/fixtures/fixture.c` once and returns the binary.
+pub fn fixture_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fixture.c");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixture-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let binary = dir.join("fixture");
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .status()
+            .expect("a C compiler (cc) is needed to build the test fixtures: apt-get install gcc");
+        assert!(status.success(), "building {} failed", source.display());
+        binary
+    })
+}
+
+/// A running fixture process. Dropping it closes its stdin (the fixture exits on EOF)
+/// and kills it.
+pub struct Fixture {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    /// The fixture's `READY` JSON.
+    pub ready: Value,
+    /// Its FIXTURE_DIR.
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Starts `fixture ARGS…` and waits for its READY line.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like [`Fixture::start`], letting the caller adjust the command (cgroup, say).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(fixture_binary());
+        command
+            .args(args)
+            .env("FIXTURE_DIR", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        adjust(&mut command);
+        let mut child = command.spawn().expect("start fixture");
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let json = line
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("fixture {args:?} did not get ready: {line:?}"));
+        let ready: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(ready["pid"].as_u64(), Some(u64::from(child.id())));
+        Self {
+            child,
+            stdin,
+            ready,
+            dir,
+        }
+    }
+
+    /// The fixture's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// A field of the READY JSON.
+    pub fn get(&self, key: &str) -> &Value {
+        &self.ready[key]
+    }
+
+    /// The state letter of every thread, from /proc (to check that nothing stopped it).
+    pub fn thread_states(&self) -> Vec<char> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).unwrap();
+        tasks
+            .map(|t| {
+                let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
+                let after = &stat[stat.rfind(')').unwrap() + 2..];
+                after.chars().next().unwrap()
+            })
+            .collect()
+    }
+
+    /// Asserts that the fixture runs on, with no thread stopped or traced.
+    pub fn assert_untouched(&mut self) {
+        assert!(self.child.try_wait().unwrap().is_none(), "the fixture exited");
+        let states = self.thread_states();
+        assert!(!states.iter().any(|s| matches!(s, 'T' | 't')), "a thread is stopped: {states:?}");
+    }
+
+    /// Kills the fixture and waits for it.
+    pub fn kill(&mut self) {
+        self.stdin.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The procshot binary under test.
+pub fn procshot() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_procshot"))
+}
+
+/// Runs `procshot capture --pid PID --out DIR ARGS…`.
+pub fn capture(pid: i32, out: &Path, args: &[&str]) -> Output {
+    procshot()
+        .args(["capture", "--pid", &pid.to_string(), "--out"])
+        .arg(out)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Reads a JSON file of a capture directory.
+pub fn read_json(dir: &Path, name: &str) -> Value {
+    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Asserts a successful run and returns its stdout.
+pub fn assert_success(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "procshot failed ({:?}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The findings of a capture directory as (severity, code, message).
+pub fn findings(dir: &Path) -> Vec<(String, String, String)> {
+    read_json(dir, "summary.json")["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["code"].as_str().unwrap().to_string(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `condition` holds, polling, or panics after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
