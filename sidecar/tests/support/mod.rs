@@ -84,6 +84,27 @@ impl Fixture {
         }
     }
 
+    /// Starts the fixture through `sh -c 'PREPARE && exec fixture ARGS…'`, so that the
+    /// shell command `prepare` (a ulimit, joining a cgroup) applies to the fixture, whose
+    /// pid is the shell's.
+    pub fn start_prepared(args: &[&str], prepare: &str) -> Self {
+        Self::start_with(args, |command| {
+            let mut wrapped = Command::new("sh");
+            wrapped
+                .arg("-c")
+                .arg(format!("{prepare} && exec \"$0\" \"$@\""))
+                .arg(command.get_program())
+                .args(command.get_args());
+            for (key, value) in command.get_envs() {
+                if let Some(value) = value {
+                    wrapped.env(key, value);
+                }
+            }
+            wrapped.stdin(Stdio::piped()).stdout(Stdio::piped());
+            *command = wrapped;
+        })
+    }
+
     /// The fixture's pid.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32

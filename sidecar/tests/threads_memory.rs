@@ -1,0 +1,170 @@
+//! Threads and memory of real processes: a process spawning threads, one growing its heap,
+//! and processes inside a memory cgroup the test creates (cgroup v1 `memory` hierarchy or
+//! v2, whichever this host has).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use procshot::target::Target;
+use procshot::threads::{self, KernelStack};
+use support::Fixture;
+
+#[test]
+fn threads_are_listed_with_state_syscall_and_kernel_stack() {
+    support::require_root();
+    let mut fixture = Fixture::start(&["threads", "20"]);
+    let pid = fixture.pid();
+    support::wait_for("5 workers", Duration::from_secs(5), || fixture.thread_states().len() >= 7);
+    let target = Target::open(Path::new("/proc"), pid).unwrap();
+    let sample = threads::capture(&target).unwrap();
+
+    let main = sample.threads.iter().find(|t| t.tid == pid).expect("main thread");
+    assert_eq!(main.name, "fixture");
+    let workers: Vec<_> = sample.threads.iter().filter(|t| t.name.starts_with("worker-")).collect();
+    assert!(workers.len() >= 5, "{:?}", sample.threads);
+    for worker in &workers {
+        assert_eq!(worker.state, "S", "{worker:?}");
+        assert_eq!(worker.syscall.as_deref(), Some("pause"), "{worker:?}");
+        let KernelStack::Read { frames } = &worker.kernel_stack else {
+            panic!("root can read kernel stacks: {:?}", worker.kernel_stack);
+        };
+        assert!(frames.iter().any(|f| f.contains("pause")), "{frames:?}");
+        assert!(worker.voluntary_switches.is_some());
+    }
+    fixture.assert_untouched();
+}
+
+#[test]
+fn growing_threads_give_thread_growth_naming_the_threads() {
+    support::require_root();
+    let fixture = Fixture::start(&["threads", "10"]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    support::assert_success(&support::capture(fixture.pid(), &dir, &["--samples", "3", "--interval", "1s"]));
+    let findings = support::findings(&dir);
+    let (severity, _, message) = findings.iter().find(|f| f.1 == "THREAD_GROWTH").expect("THREAD_GROWTH");
+    assert_eq!(severity, "warning");
+    assert!(message.contains("growing names: worker-* (+"), "{message}");
+    let summary = support::read_json(&dir, "summary.json");
+    let counts: Vec<u64> = summary["samples"].as_array().unwrap().iter().map(|s| s["threads"]["total"].as_u64().unwrap()).collect();
+    assert!(counts[2] - counts[0] >= 14 && counts[2] - counts[0] <= 26, "10 threads/s for 2 s: {counts:?}");
+}
+
+#[test]
+fn growing_memory_gives_rss_growth() {
+    support::require_root();
+    let fixture = Fixture::start(&["grow-mem", "40"]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    support::assert_success(&support::capture(fixture.pid(), &dir, &["--samples", "3", "--interval", "1s", "--capture", "memory"]));
+    let findings = support::findings(&dir);
+    let (severity, _, message) = findings.iter().find(|f| f.1 == "RSS_GROWTH").expect("RSS_GROWTH");
+    assert_eq!(severity, "warning");
+    assert!(message.starts_with("resident memory grew"), "{message}");
+    let memory = support::read_json(&dir, "memory.json");
+    let rss: Vec<u64> = memory["samples"].as_array().unwrap().iter().map(|s| s["status"]["vmRss"].as_u64().unwrap()).collect();
+    let grown = (rss[2] - rss[0]) >> 20;
+    assert!((60..=100).contains(&grown), "40 MiB/s for 2 s, grew {grown} MiB: {rss:?}");
+    let top = &memory["samples"][2]["mappings"]["topByRss"][0];
+    assert!(top["rss"].as_u64().unwrap() > 1 << 20, "the heap leads the mappings: {top}");
+}
+
+/// A memory cgroup made for one test, removed when dropped.
+struct TestCgroup {
+    dir: PathBuf,
+    version: u8,
+}
+
+impl TestCgroup {
+    /// Creates a cgroup with a memory limit in the host's memory hierarchy.
+    fn create(name: &str, limit_bytes: u64) -> Self {
+        let (root, version) = if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+            (PathBuf::from("/sys/fs/cgroup/memory"), 1)
+        } else if std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control").is_ok_and(|c| c.contains("memory")) {
+            (PathBuf::from("/sys/fs/cgroup"), 2)
+        } else {
+            panic!("this host has no memory cgroup controller (v1 memory hierarchy or v2 with memory enabled)")
+        };
+        let dir = root.join(format!("procshot-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let limit_file = if version == 1 { "memory.limit_in_bytes" } else { "memory.max" };
+        std::fs::write(dir.join(limit_file), limit_bytes.to_string()).unwrap();
+        Self { dir, version }
+    }
+
+    /// Starts a fixture inside the cgroup (it joins before exec, so every page it touches
+    /// is charged here).
+    fn start(&self, args: &[&str]) -> Fixture {
+        Fixture::start_prepared(args, &format!("echo $$ > {}", self.dir.join("cgroup.procs").display()))
+    }
+
+    fn read_u64(&self, v1: &str, v2: &str) -> u64 {
+        let file = if self.version == 1 { v1 } else { v2 };
+        std::fs::read_to_string(self.dir.join(file)).unwrap().trim().parse().unwrap()
+    }
+
+    fn usage(&self) -> u64 {
+        self.read_u64("memory.usage_in_bytes", "memory.current")
+    }
+
+    fn read_oom_kills(&self) -> u64 {
+        let file = if self.version == 1 { "memory.oom_control" } else { "memory.events" };
+        let text = std::fs::read_to_string(self.dir.join(file)).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn a_cgroup_near_its_limit_and_its_oom_kills_are_found() {
+    support::require_root();
+    const LIMIT: u64 = 48 << 20;
+    let cgroup = TestCgroup::create("near-limit", LIMIT);
+
+    // Grow 8 MiB/s inside the cgroup; capture as soon as the working set passes 92 %.
+    let mut growing = cgroup.start(&["grow-mem", "8"]);
+    support::wait_for("usage near the limit", Duration::from_secs(20), || cgroup.usage() >= LIMIT * 93 / 100);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("near");
+    support::assert_success(&support::capture(growing.pid(), &dir, &["--samples", "1", "--capture", "memory"]));
+    let findings = support::findings(&dir);
+    let (severity, _, message) = findings.iter().find(|f| f.1 == "CGROUP_MEMORY_NEAR_LIMIT").expect("CGROUP_MEMORY_NEAR_LIMIT");
+    assert!(severity == "warning" || severity == "critical", "{severity}");
+    assert!(message.contains("of its memory limit of 48.0 MiB"), "{message}");
+
+    let memory = support::read_json(&dir, "memory.json");
+    let cg = &memory["samples"][0]["cgroup"];
+    assert_eq!(cg["version"].as_u64(), Some(u64::from(cgroup.version)));
+    assert_eq!(cg["limitBytes"].as_u64(), Some(LIMIT));
+    assert_eq!(cg["effectiveLimit"]["bytes"].as_u64(), Some(LIMIT));
+    assert_eq!(cg["dir"].as_str(), Some(cgroup.dir.to_str().unwrap()));
+
+    // It keeps growing until the kernel OOM-kills it.
+    support::wait_for("the OOM kill", Duration::from_secs(20), || growing.child.try_wait().unwrap().is_some());
+    assert_eq!(cgroup.read_oom_kills(), 1);
+
+    // A healthy process in the same cgroup: the earlier OOM kill is reported.
+    let steady = cgroup.start(&["steady"]);
+    let dir = out.path().join("after");
+    support::assert_success(&support::capture(steady.pid(), &dir, &["--samples", "1", "--capture", "memory"]));
+    let findings = support::findings(&dir);
+    let (severity, _, message) = findings.iter().find(|f| f.1 == "CGROUP_OOM_KILLS").expect("CGROUP_OOM_KILLS");
+    assert_eq!(severity, "warning");
+    assert_eq!(message, "the kernel has OOM-killed 1 process(es) in this cgroup, none during this capture");
+    growing.kill();
+}
