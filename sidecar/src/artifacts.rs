@@ -110,7 +110,9 @@ pub fn check_output_dir(dir: &Path) -> Result<(), OutputError> {
             Some(_) => Err(OutputError::NotEmpty(dir.to_path_buf())),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(_) if dir.exists() && !dir.is_dir() => Err(OutputError::NotADirectory(dir.to_path_buf())),
+        Err(_) if dir.exists() && !dir.is_dir() => {
+            Err(OutputError::NotADirectory(dir.to_path_buf()))
+        }
         Err(source) => Err(OutputError::Write {
             path: dir.to_path_buf(),
             source,
@@ -127,33 +129,61 @@ pub fn create_output_dir(dir: &Path) -> Result<(), OutputError> {
     })
 }
 
-/// Writes the sampled data, then [`finish`]es the directory.
-pub fn write_capture(dir: &Path, manifest: &mut Manifest, data: &CaptureData) -> Result<Summary, OutputError> {
+/// Writes the sampled data, then the results ([`write_results`]).
+pub fn write_capture(
+    dir: &Path,
+    manifest: &mut Manifest,
+    data: &CaptureData,
+) -> Result<Summary, OutputError> {
+    let mut files = Vec::new();
     if let Some(series) = &data.fds {
-        write_json(dir, FDS_FILE, series, false)?;
+        files.push(write_json(dir, FDS_FILE, series, false)?);
     }
     if let Some(series) = &data.threads {
-        write_json(dir, THREADS_FILE, series, false)?;
+        files.push(write_json(dir, THREADS_FILE, series, false)?);
     }
     if let Some(series) = &data.memory {
-        write_json(dir, MEMORY_FILE, series, false)?;
+        files.push(write_json(dir, MEMORY_FILE, series, false)?);
     }
-    finish(dir, manifest, data)
+    write_results(dir, manifest, data, files)
 }
 
-/// Analyzes `data` and writes `summary.json`, the reports and `manifest.json` (with the size
-/// and hash of every file). Used after a capture and by `procshot report`.
-pub fn finish(dir: &Path, manifest: &mut Manifest, data: &CaptureData) -> Result<Summary, OutputError> {
-    let summary = analysis::summarize(manifest.target.pid, data, manifest.partial.clone());
-    write_json(dir, SUMMARY_FILE, &summary, true)?;
-    write_file(dir, REPORT_MD_FILE, report::markdown(manifest, &summary, data).as_bytes())?;
-    write_file(dir, REPORT_HTML_FILE, report::html(manifest, &summary, data).as_bytes())?;
-    let names = [FDS_FILE, THREADS_FILE, MEMORY_FILE, SUMMARY_FILE, REPORT_MD_FILE, REPORT_HTML_FILE];
-    manifest.files = names
+/// Rewrites the results of an existing capture directory from its sample files (used by
+/// `procshot report`).
+pub fn rewrite_results(
+    dir: &Path,
+    manifest: &mut Manifest,
+    data: &CaptureData,
+) -> Result<Summary, OutputError> {
+    let files = [FDS_FILE, THREADS_FILE, MEMORY_FILE]
         .into_iter()
         .filter(|name| dir.join(name).exists())
-        .map(|name| hash_file(&dir.join(name)).map(|(bytes, sha256)| FileEntry { name: name.to_string(), bytes, sha256 }))
+        .map(|name| hash_file(dir, name))
         .collect::<Result<_, _>>()?;
+    write_results(dir, manifest, data, files)
+}
+
+/// Analyzes `data` and writes `summary.json`, the reports and `manifest.json`, which lists
+/// `data_files` and the files written here with their sizes and hashes.
+fn write_results(
+    dir: &Path,
+    manifest: &mut Manifest,
+    data: &CaptureData,
+    mut files: Vec<FileEntry>,
+) -> Result<Summary, OutputError> {
+    let summary = analysis::summarize(manifest.target.pid, data, manifest.partial.clone());
+    files.push(write_json(dir, SUMMARY_FILE, &summary, true)?);
+    files.push(write_file(
+        dir,
+        REPORT_MD_FILE,
+        report::markdown(manifest, &summary, data).as_bytes(),
+    )?);
+    files.push(write_file(
+        dir,
+        REPORT_HTML_FILE,
+        report::html(manifest, &summary, data).as_bytes(),
+    )?);
+    manifest.files = files;
     write_json(dir, MANIFEST_FILE, manifest, true)?;
     Ok(summary)
 }
@@ -166,9 +196,15 @@ pub fn load(dir: &Path) -> Result<(Manifest, CaptureData), OutputError> {
         Ok(path.exists().then_some(path))
     };
     let data = CaptureData {
-        fds: optional(FDS_FILE)?.map(|p| read_json::<Series<_>>(&p)).transpose()?,
-        threads: optional(THREADS_FILE)?.map(|p| read_json::<Series<_>>(&p)).transpose()?,
-        memory: optional(MEMORY_FILE)?.map(|p| read_json::<Series<_>>(&p)).transpose()?,
+        fds: optional(FDS_FILE)?
+            .map(|p| read_json::<Series<_>>(&p))
+            .transpose()?,
+        threads: optional(THREADS_FILE)?
+            .map(|p| read_json::<Series<_>>(&p))
+            .transpose()?,
+        memory: optional(MEMORY_FILE)?
+            .map(|p| read_json::<Series<_>>(&p))
+            .transpose()?,
     };
     Ok((manifest, data))
 }
@@ -182,35 +218,82 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, OutputError> {
     serde_json::from_reader(BufReader::new(file)).map_err(|e| bad(e.to_string()))
 }
 
-fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, pretty: bool) -> Result<(), OutputError> {
+/// A writer that counts and hashes everything written through it, so that no artifact has
+/// to be read back to be listed in the manifest.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes `name` through `fill`, returning its manifest entry.
+fn write_with(
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&mut HashingWriter<BufWriter<File>>) -> std::io::Result<()>,
+) -> Result<FileEntry, OutputError> {
     let path = dir.join(name);
     let write_err = |source| OutputError::Write {
         path: path.clone(),
         source,
     };
-    let mut writer = BufWriter::with_capacity(1 << 16, File::create(&path).map_err(write_err)?);
-    let result = if pretty {
-        serde_json::to_writer_pretty(&mut writer, value)
-    } else {
-        serde_json::to_writer(&mut writer, value)
+    let file = File::create(&path).map_err(write_err)?;
+    let mut writer = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 16, file),
+        hasher: Sha256::new(),
+        bytes: 0,
     };
-    result.map_err(|e| write_err(e.into()))?;
-    writer.write_all(b"\n").map_err(write_err)?;
-    writer.flush().map_err(write_err)
+    fill(&mut writer)
+        .and_then(|()| writer.flush())
+        .map_err(write_err)?;
+    Ok(FileEntry {
+        name: name.to_string(),
+        bytes: writer.bytes,
+        sha256: hex::encode(writer.hasher.finalize()),
+    })
 }
 
-fn write_file(dir: &Path, name: &str, content: &[u8]) -> Result<(), OutputError> {
+fn write_json<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+    pretty: bool,
+) -> Result<FileEntry, OutputError> {
+    write_with(dir, name, |writer| {
+        if pretty {
+            serde_json::to_writer_pretty(&mut *writer, value)?;
+        } else {
+            serde_json::to_writer(&mut *writer, value)?;
+        }
+        writer.write_all(b"\n")
+    })
+}
+
+fn write_file(dir: &Path, name: &str, content: &[u8]) -> Result<FileEntry, OutputError> {
+    write_with(dir, name, |writer| writer.write_all(content))
+}
+
+/// Size and hex sha256 of a file of the capture directory, read in chunks.
+fn hash_file(dir: &Path, name: &str) -> Result<FileEntry, OutputError> {
     let path = dir.join(name);
-    fs::write(&path, content).map_err(|source| OutputError::Write { path, source })
-}
-
-/// Size and hex sha256 of a file, read in chunks.
-pub fn hash_file(path: &Path) -> Result<(u64, String), OutputError> {
     let read_err = |source| OutputError::Write {
-        path: path.to_path_buf(),
+        path: path.clone(),
         source,
     };
-    let mut file = File::open(path).map_err(read_err)?;
+    let mut file = File::open(&path).map_err(read_err)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0; 1 << 16];
     let mut bytes = 0;
@@ -222,5 +305,9 @@ pub fn hash_file(path: &Path) -> Result<(u64, String), OutputError> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    Ok((bytes, hex::encode(hasher.finalize())))
+    Ok(FileEntry {
+        name: name.to_string(),
+        bytes,
+        sha256: hex::encode(hasher.finalize()),
+    })
 }

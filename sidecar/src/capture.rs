@@ -129,7 +129,10 @@ impl RunError {
 
 /// Runs a capture. `progress` receives one human line per step (the CLI prints them on
 /// stderr).
-pub fn run(options: &CaptureOptions, progress: &mut dyn FnMut(&str)) -> Result<CaptureOutcome, RunError> {
+pub fn run(
+    options: &CaptureOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CaptureOutcome, RunError> {
     artifacts::check_output_dir(&options.out)?;
     let target = Target::open(&options.proc_root, options.pid)?;
     let identity = target.identity()?;
@@ -139,7 +142,12 @@ pub fn run(options: &CaptureOptions, progress: &mut dyn FnMut(&str)) -> Result<C
         identity.name,
         options.samples,
         humantime::format_duration(options.interval),
-        options.captures.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+        options
+            .captures
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 
     let start = Instant::now();
@@ -223,23 +231,35 @@ fn take_sample(
             CaptureKind::Fds => {
                 let fds = fds::capture(target)?;
                 parts.push(format!("{} fds", units::count(fds.fds.len() as u64)));
-                series(&mut data.fds, target).samples.push(stamp.sample(fds));
+                series(&mut data.fds, target)
+                    .samples
+                    .push(stamp.sample(fds));
             }
             CaptureKind::Threads => {
                 let threads = threads::capture(target)?;
-                parts.push(format!("{} threads", units::count(threads.threads.len() as u64)));
-                series(&mut data.threads, target).samples.push(stamp.sample(threads));
+                parts.push(format!(
+                    "{} threads",
+                    units::count(threads.threads.len() as u64)
+                ));
+                series(&mut data.threads, target)
+                    .samples
+                    .push(stamp.sample(threads));
             }
             CaptureKind::Memory => {
                 let memory = memory::capture(target, options.cgroup_root.as_deref())?;
                 if let Some(rss) = memory.status.vm_rss {
                     parts.push(format!("RSS {}", units::bytes(rss)));
                 }
-                series(&mut data.memory, target).samples.push(stamp.sample(memory));
+                series(&mut data.memory, target)
+                    .samples
+                    .push(stamp.sample(memory));
             }
         }
     }
-    parts.push(format!("{:.0} ms", (start.elapsed().as_secs_f64() - offset_seconds) * 1000.0));
+    parts.push(format!(
+        "{:.0} ms",
+        (start.elapsed().as_secs_f64() - offset_seconds) * 1000.0
+    ));
     Ok(parts.join(", "))
 }
 
@@ -312,7 +332,12 @@ mod tests {
     #[test]
     fn capture_names() {
         assert_eq!("memory".parse::<CaptureKind>(), Ok(CaptureKind::Memory));
-        assert!("stacks".parse::<CaptureKind>().unwrap_err().contains("unknown capture \"stacks\""));
+        assert!(
+            "stacks"
+                .parse::<CaptureKind>()
+                .unwrap_err()
+                .contains("unknown capture \"stacks\"")
+        );
         for kind in CaptureKind::ALL {
             assert_eq!(kind.to_string().parse::<CaptureKind>(), Ok(kind));
         }
@@ -320,7 +345,13 @@ mod tests {
 
     #[test]
     fn default_deadline_covers_the_sampling_time() {
-        assert_eq!(CaptureOptions::default_deadline(3, Duration::from_secs(2)), Duration::from_secs(64));
-        assert_eq!(CaptureOptions::default_deadline(1, Duration::from_secs(10)), Duration::from_secs(60));
+        assert_eq!(
+            CaptureOptions::default_deadline(3, Duration::from_secs(2)),
+            Duration::from_secs(64)
+        );
+        assert_eq!(
+            CaptureOptions::default_deadline(1, Duration::from_secs(10)),
+            Duration::from_secs(60)
+        );
     }
 }

@@ -29,7 +29,9 @@ pub mod exit_code {
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     /// No such process when the capture starts.
-    #[error("no process with pid {pid} under {proc_root}: check the pid (it may have exited already)")]
+    #[error(
+        "no process with pid {pid} under {proc_root}: check the pid (it may have exited already)"
+    )]
     TargetNotFound {
         /// The pid asked for.
         pid: i32,
@@ -37,7 +39,9 @@ pub enum CaptureError {
         proc_root: PathBuf,
     },
     /// The target is a zombie: it has exited and only waits to be reaped.
-    #[error("pid {pid} is a zombie (it has exited; its parent has not reaped it): nothing left to capture")]
+    #[error(
+        "pid {pid} is a zombie (it has exited; its parent has not reaped it): nothing left to capture"
+    )]
     TargetZombie {
         /// The pid asked for.
         pid: i32,
@@ -105,7 +109,9 @@ impl CaptureError {
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     /// `--out` exists and already holds files.
-    #[error("output directory {0} is not empty: choose a new directory (procshot never overwrites a capture)")]
+    #[error(
+        "output directory {0} is not empty: choose a new directory (procshot never overwrites a capture)"
+    )]
     NotEmpty(PathBuf),
     /// `--out` exists but is not a directory.
     #[error("output path {0} exists and is not a directory")]

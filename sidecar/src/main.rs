@@ -46,7 +46,11 @@ struct CaptureArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     interval: Duration,
     /// What to capture, comma-separated, from fds, threads, memory.
-    #[arg(long = "capture", default_value = "fds,threads,memory", value_delimiter = ',')]
+    #[arg(
+        long = "capture",
+        default_value = "fds,threads,memory",
+        value_delimiter = ','
+    )]
     captures: Vec<CaptureKind>,
     /// Give up after this long: samples not taken by then are skipped and the capture is
     /// marked partial. Default: the sampling time plus one minute.
@@ -74,7 +78,11 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
     captures.sort();
     captures.dedup();
     let out = args.out.unwrap_or_else(|| {
-        PathBuf::from(format!("procshot-{}-{}", args.pid, chrono::Local::now().format("%Y%m%dT%H%M%S")))
+        PathBuf::from(format!(
+            "procshot-{}-{}",
+            args.pid,
+            chrono::Local::now().format("%Y%m%dT%H%M%S")
+        ))
     });
     let options = CaptureOptions {
         pid: args.pid,
@@ -122,16 +130,25 @@ fn print_summary(summary: &Summary, dir: &Path) {
         println!("PARTIAL capture: {reason}");
     }
     if summary.findings.is_empty() {
-        println!("no findings for pid {}: nothing crossed a threshold", summary.pid);
+        println!(
+            "no findings for pid {}: nothing crossed a threshold",
+            summary.pid
+        );
     } else {
         println!("findings for pid {}:", summary.pid);
         for Finding {
-            severity, code, message, ..
+            severity,
+            code,
+            message,
+            ..
         } in &summary.findings
         {
             println!("  {:<8} {code}: {message}", severity.name().to_uppercase());
         }
     }
     println!("report: {}", dir.join("report.html").display());
-    println!("        {} (and summary.json, manifest.json)", dir.join("report.md").display());
+    println!(
+        "        {} (and summary.json, manifest.json)",
+        dir.join("report.md").display()
+    );
 }

@@ -33,7 +33,11 @@ pub fn is_secret_name(name: &str) -> bool {
     lower
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|word| !word.is_empty())
-        .any(|word| SECRET_WORDS.iter().any(|secret| word == *secret || (secret.len() > 3 && word.ends_with(secret))))
+        .any(|word| {
+            SECRET_WORDS
+                .iter()
+                .any(|secret| word == *secret || (secret.len() > 3 && word.ends_with(secret)))
+        })
 }
 
 /// Returns the command line with secret-looking values replaced by [`REDACTED`].
@@ -94,26 +98,61 @@ mod tests {
     #[test]
     fn flags_with_secret_names_lose_their_values() {
         assert_eq!(
-            redact(&["/app", "--db-password=hunter2", "--token", "abc", "--port", "8080"]),
-            ["/app", "--db-password=<redacted>", "--token", "<redacted>", "--port", "8080"]
+            redact(&[
+                "/app",
+                "--db-password=hunter2",
+                "--token",
+                "abc",
+                "--port",
+                "8080"
+            ]),
+            [
+                "/app",
+                "--db-password=<redacted>",
+                "--token",
+                "<redacted>",
+                "--port",
+                "8080"
+            ]
         );
     }
 
     #[test]
     fn environment_style_assignments_are_redacted_by_key() {
         assert_eq!(
-            redact(&["env", "AWS_SECRET_ACCESS_KEY=xyz", "GITHUB_TOKEN=t", "LOG_LEVEL=debug", "app"]),
-            ["env", "AWS_SECRET_ACCESS_KEY=<redacted>", "GITHUB_TOKEN=<redacted>", "LOG_LEVEL=debug", "app"]
+            redact(&[
+                "env",
+                "AWS_SECRET_ACCESS_KEY=xyz",
+                "GITHUB_TOKEN=t",
+                "LOG_LEVEL=debug",
+                "app"
+            ]),
+            [
+                "env",
+                "AWS_SECRET_ACCESS_KEY=<redacted>",
+                "GITHUB_TOKEN=<redacted>",
+                "LOG_LEVEL=debug",
+                "app"
+            ]
         );
     }
 
     #[test]
     fn url_passwords_are_redacted_but_the_rest_of_the_url_is_kept() {
         assert_eq!(
-            redact(&["--dsn", "postgres://app:s3cr3t@db:5432/shop?sslmode=require"]),
-            ["--dsn", "postgres://app:<redacted>@db:5432/shop?sslmode=require"]
+            redact(&[
+                "--dsn",
+                "postgres://app:s3cr3t@db:5432/shop?sslmode=require"
+            ]),
+            [
+                "--dsn",
+                "postgres://app:<redacted>@db:5432/shop?sslmode=require"
+            ]
         );
-        assert_eq!(redact(&["http://example.com/a@b"]), ["http://example.com/a@b"]);
+        assert_eq!(
+            redact(&["http://example.com/a@b"]),
+            ["http://example.com/a@b"]
+        );
     }
 
     #[test]
@@ -121,7 +160,13 @@ mod tests {
         for name in ["--keepalive", "--monkey-mode", "--listen", "--author"] {
             assert!(!is_secret_name(name), "{name} should not look secret");
         }
-        for name in ["--api-key", "--apikey", "DB_PASSWORD", "--client-secret", "--session-cookie"] {
+        for name in [
+            "--api-key",
+            "--apikey",
+            "DB_PASSWORD",
+            "--client-secret",
+            "--session-cookie",
+        ] {
             assert!(is_secret_name(name), "{name} should look secret");
         }
     }

@@ -5,8 +5,8 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use procfs::process::Process;
 use procfs::ProcError;
+use procfs::process::Process;
 use serde::{Deserialize, Serialize};
 
 use crate::error::CaptureError;
@@ -40,12 +40,11 @@ impl Target {
                 source: std::io::Error::other(other.to_string()),
             },
         })?;
-        let target = Self {
-            pid,
-            dir,
-            process,
-        };
-        let stat = target.process.stat().map_err(|e| target.proc_error("stat", "the process state", e))?;
+        let target = Self { pid, dir, process };
+        let stat = target
+            .process
+            .stat()
+            .map_err(|e| target.proc_error("stat", "the process state", e))?;
         if stat.state == 'Z' || stat.state == 'X' {
             return Err(CaptureError::TargetZombie { pid });
         }
@@ -74,7 +73,9 @@ impl Target {
 
     /// Opens a directory under `/proc/PID` (for example `fd` or `task`).
     pub fn open_dir(&self, relative: &str, what: &'static str) -> Result<OwnedFd, CaptureError> {
-        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::DIRECTORY
+            | rustix::fs::OFlags::CLOEXEC;
         self.process
             .open_relative_flags(relative, flags)
             .map(OwnedFd::from)
@@ -88,10 +89,15 @@ impl Target {
         match error {
             ProcError::PermissionDenied(_) => CaptureError::PermissionDenied { path },
             ProcError::NotFound(_) | ProcError::Io(..) if !self.is_alive() => {
-                CaptureError::TargetExited { pid: self.pid, what }
+                CaptureError::TargetExited {
+                    pid: self.pid,
+                    what,
+                }
             }
             ProcError::Io(source, _) => CaptureError::from_io(path, source),
-            ProcError::NotFound(_) => CaptureError::from_io(path, std::io::ErrorKind::NotFound.into()),
+            ProcError::NotFound(_) => {
+                CaptureError::from_io(path, std::io::ErrorKind::NotFound.into())
+            }
             ProcError::Incomplete(_) => CaptureError::Malformed {
                 path,
                 detail: "the file ended early".into(),
@@ -104,9 +110,17 @@ impl Target {
     }
 
     /// Maps a raw I/O error on `relative` the same way as [`Target::proc_error`].
-    pub fn io_error(&self, relative: &str, what: &'static str, error: std::io::Error) -> CaptureError {
+    pub fn io_error(
+        &self,
+        relative: &str,
+        what: &'static str,
+        error: std::io::Error,
+    ) -> CaptureError {
         if !self.is_alive() {
-            return CaptureError::TargetExited { pid: self.pid, what };
+            return CaptureError::TargetExited {
+                pid: self.pid,
+                what,
+            };
         }
         CaptureError::from_io(self.path(relative), error)
     }
@@ -114,10 +128,20 @@ impl Target {
     /// Reads who the target is, for the manifest. Fields that cannot be read are left empty
     /// rather than failing the capture.
     pub fn identity(&self) -> Result<TargetIdentity, CaptureError> {
-        let stat = self.process.stat().map_err(|e| self.proc_error("stat", "the process identity", e))?;
-        let status = self.process.status().map_err(|e| self.proc_error("status", "the process identity", e))?;
+        let stat = self
+            .process
+            .stat()
+            .map_err(|e| self.proc_error("stat", "the process identity", e))?;
+        let status = self
+            .process
+            .status()
+            .map_err(|e| self.proc_error("status", "the process identity", e))?;
         let start_time = self.start_time(stat.starttime);
-        let command_line = self.process.cmdline().map(|argv| redact_command_line(&argv)).unwrap_or_default();
+        let command_line = self
+            .process
+            .cmdline()
+            .map(|argv| redact_command_line(&argv))
+            .unwrap_or_default();
         let cgroups = self
             .process
             .cgroups()

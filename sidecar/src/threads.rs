@@ -70,7 +70,10 @@ pub enum KernelStack {
 
 /// Reads one sample of the target's threads.
 pub fn capture(target: &Target) -> Result<ThreadSample, CaptureError> {
-    let tasks = target.process().tasks().map_err(|e| target.proc_error("task", WHAT, e))?;
+    let tasks = target
+        .process()
+        .tasks()
+        .map_err(|e| target.proc_error("task", WHAT, e))?;
     let ticks = procfs::ticks_per_second() as f64;
     let mut threads = Vec::new();
     let mut vanished = 0;
@@ -106,8 +109,12 @@ fn read_thread(task: &Task, ticks: f64) -> procfs::ProcResult<ThreadEntry> {
         tid: task.tid,
         name: stat.comm,
         state: stat.state.to_string(),
-        wchan: read_text(task, "wchan").ok().filter(|w| !w.is_empty() && w != "0"),
-        syscall: read_text(task, "syscall").ok().and_then(|text| describe_syscall(&text)),
+        wchan: read_text(task, "wchan")
+            .ok()
+            .filter(|w| !w.is_empty() && w != "0"),
+        syscall: read_text(task, "syscall")
+            .ok()
+            .and_then(|text| describe_syscall(&text)),
         user_seconds: stat.utime as f64 / ticks,
         system_seconds: stat.stime as f64 / ticks,
         processor: stat.processor,
@@ -189,7 +196,11 @@ mod tests {
         let text = "[<0>] do_epoll_wait+0x4b8/0x520\n[<0>] __x64_sys_epoll_wait+0x6e/0x110\n[<0>] do_syscall_64+0x82/0x170\n";
         assert_eq!(
             parse_kernel_stack(text),
-            ["do_epoll_wait+0x4b8/0x520", "__x64_sys_epoll_wait+0x6e/0x110", "do_syscall_64+0x82/0x170"]
+            [
+                "do_epoll_wait+0x4b8/0x520",
+                "__x64_sys_epoll_wait+0x6e/0x110",
+                "do_syscall_64+0x82/0x170"
+            ]
         );
         assert!(parse_kernel_stack("").is_empty());
     }
@@ -197,10 +208,20 @@ mod tests {
     #[test]
     fn syscall_numbers_become_names() {
         let read = syscalls::Sysno::read as i64;
-        assert_eq!(describe_syscall(&format!("{read} 0x3 0x7ffd 0x10 0x0 0x0 0x0 0x7ffd 0x7f00")).as_deref(), Some("read"));
+        assert_eq!(
+            describe_syscall(&format!("{read} 0x3 0x7ffd 0x10 0x0 0x0 0x0 0x7ffd 0x7f00"))
+                .as_deref(),
+            Some("read")
+        );
         assert_eq!(describe_syscall("running").as_deref(), Some("running"));
-        assert_eq!(describe_syscall("-1 0x7ffd 0x7f00").as_deref(), Some("none"));
-        assert_eq!(describe_syscall("99999 0x0").as_deref(), Some("syscall_99999"));
+        assert_eq!(
+            describe_syscall("-1 0x7ffd 0x7f00").as_deref(),
+            Some("none")
+        );
+        assert_eq!(
+            describe_syscall("99999 0x0").as_deref(),
+            Some("syscall_99999")
+        );
         assert_eq!(describe_syscall("garbage"), None);
         assert_eq!(describe_syscall(""), None);
     }

@@ -7,12 +7,20 @@ use support::Fixture;
 
 /// Leaks fds of `kind` at `per_second` and captures 3 samples 1 s apart; returns the
 /// capture directory's findings and the growth of `group`.
-fn capture_leak(kind: &str, per_second: &str, group: &str) -> (Vec<(String, String, String)>, Vec<u64>) {
+fn capture_leak(
+    kind: &str,
+    per_second: &str,
+    group: &str,
+) -> (Vec<(String, String, String)>, Vec<u64>) {
     support::require_root();
     let mut fixture = Fixture::start(&["leak", kind, per_second]);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("capture");
-    let output = support::capture(fixture.pid(), &dir, &["--samples", "3", "--interval", "1s", "--capture", "fds"]);
+    let output = support::capture(
+        fixture.pid(),
+        &dir,
+        &["--samples", "3", "--interval", "1s", "--capture", "fds"],
+    );
     support::assert_success(&output);
     fixture.assert_untouched();
     let summary = support::read_json(&dir, "summary.json");
@@ -22,7 +30,12 @@ fn capture_leak(kind: &str, per_second: &str, group: &str) -> (Vec<(String, Stri
         .iter()
         .find(|g| g["metric"] == format!("fds: {group}"))
         .unwrap_or_else(|| panic!("no growth entry for {group}: {summary}"));
-    let values = growth["values"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let values = growth["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     (support::findings(&dir), values)
 }
 
@@ -43,7 +56,10 @@ fn assert_leak(kind: &str, per_second: &str, group: &str, words: &str, expected:
         .iter()
         .find(|(_, code, message)| code == "FD_GROWTH" && message.starts_with(words))
         .unwrap_or_else(|| panic!("no FD_GROWTH finding for {words}: {findings:?}"));
-    assert!(finding.0 == "warning" || finding.0 == "critical", "{finding:?}");
+    assert!(
+        finding.0 == "warning" || finding.0 == "critical",
+        "{finding:?}"
+    );
 }
 
 #[test]
@@ -62,7 +78,10 @@ fn leaked_timerfds_are_found_and_pointed_at_native_code() {
     assert_leak("timerfd", "20", "timerfd", "timerfds grew", 40);
     let (findings, _) = capture_leak("timerfd", "20", "timerfd");
     let message = &findings.iter().find(|f| f.1 == "FD_GROWTH").unwrap().2;
-    assert!(message.contains("Go's runtime does not create a timerfd per time.Ticker"), "{message}");
+    assert!(
+        message.contains("Go's runtime does not create a timerfd per time.Ticker"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -91,8 +110,14 @@ fn leaked_established_sockets_are_found_with_their_peer() {
     let (findings, values) = capture_leak("socket-established", "10", "socket tcp ESTABLISHED");
     // Both ends live in the fixture: 2 sockets per step.
     assert!(values[2] - values[0] >= 24, "{values:?}");
-    let (_, _, message) = findings.iter().find(|f| f.1 == "FD_GROWTH").expect("FD_GROWTH");
-    assert!(message.starts_with("tcp sockets in ESTABLISHED grew"), "{message}");
+    let (_, _, message) = findings
+        .iter()
+        .find(|f| f.1 == "FD_GROWTH")
+        .expect("FD_GROWTH");
+    assert!(
+        message.starts_with("tcp sockets in ESTABLISHED grew"),
+        "{message}"
+    );
     assert!(message.contains("top peers: 127.0.0.1:"), "{message}");
 }
 
@@ -103,21 +128,47 @@ fn leaked_close_wait_sockets_are_found_with_their_peer() {
     let port = fixture.get("tcp_port").as_u64().unwrap();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("capture");
-    support::assert_success(&support::capture(fixture.pid(), &dir, &["--samples", "3", "--interval", "1s"]));
+    support::assert_success(&support::capture(
+        fixture.pid(),
+        &dir,
+        &["--samples", "3", "--interval", "1s"],
+    ));
     let findings = support::findings(&dir);
     let peer = format!("127.0.0.1:{port}");
 
-    let growth = findings.iter().find(|f| f.1 == "FD_GROWTH").expect("FD_GROWTH");
-    assert!(growth.2.starts_with("tcp sockets in CLOSE_WAIT grew"), "{}", growth.2);
-    assert!(growth.2.contains(&format!("top peers: {peer}")), "{}", growth.2);
+    let growth = findings
+        .iter()
+        .find(|f| f.1 == "FD_GROWTH")
+        .expect("FD_GROWTH");
+    assert!(
+        growth.2.starts_with("tcp sockets in CLOSE_WAIT grew"),
+        "{}",
+        growth.2
+    );
+    assert!(
+        growth.2.contains(&format!("top peers: {peer}")),
+        "{}",
+        growth.2
+    );
 
-    let close_wait = findings.iter().find(|f| f.1 == "SOCKET_CLOSE_WAIT").expect("SOCKET_CLOSE_WAIT");
+    let close_wait = findings
+        .iter()
+        .find(|f| f.1 == "SOCKET_CLOSE_WAIT")
+        .expect("SOCKET_CLOSE_WAIT");
     assert_eq!(close_wait.0, "warning");
     assert!(close_wait.2.contains(&peer), "{}", close_wait.2);
     // Findings are sorted, most serious first.
     let order: Vec<&str> = findings.iter().map(|f| f.0.as_str()).collect();
-    let rank = |s: &str| ["critical", "warning", "info"].iter().position(|x| *x == s).unwrap();
-    assert!(order.windows(2).all(|w| rank(w[0]) <= rank(w[1])), "{order:?}");
+    let rank = |s: &str| {
+        ["critical", "warning", "info"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    assert!(
+        order.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+        "{order:?}"
+    );
 }
 
 #[test]
@@ -127,9 +178,20 @@ fn a_leak_close_to_the_limit_is_critical() {
     let fixture = Fixture::start_prepared(&["leak", "eventfd", "20"], "ulimit -S -n 64");
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("capture");
-    support::assert_success(&support::capture(fixture.pid(), &dir, &["--samples", "2", "--interval", "1s", "--capture", "fds"]));
+    support::assert_success(&support::capture(
+        fixture.pid(),
+        &dir,
+        &["--samples", "2", "--interval", "1s", "--capture", "fds"],
+    ));
     let findings = support::findings(&dir);
-    let growth = findings.iter().find(|f| f.1 == "FD_GROWTH").expect("FD_GROWTH");
+    let growth = findings
+        .iter()
+        .find(|f| f.1 == "FD_GROWTH")
+        .expect("FD_GROWTH");
     assert_eq!(growth.0, "critical", "{growth:?}");
-    assert!(growth.2.contains("the soft limit is reached in about"), "{}", growth.2);
+    assert!(
+        growth.2.contains("the soft limit is reached in about"),
+        "{}",
+        growth.2
+    );
 }

@@ -16,13 +16,23 @@ fn threads_are_listed_with_state_syscall_and_kernel_stack() {
     support::require_root();
     let mut fixture = Fixture::start(&["threads", "20"]);
     let pid = fixture.pid();
-    support::wait_for("5 workers", Duration::from_secs(5), || fixture.thread_states().len() >= 7);
+    support::wait_for("5 workers", Duration::from_secs(5), || {
+        fixture.thread_states().len() >= 7
+    });
     let target = Target::open(Path::new("/proc"), pid).unwrap();
     let sample = threads::capture(&target).unwrap();
 
-    let main = sample.threads.iter().find(|t| t.tid == pid).expect("main thread");
+    let main = sample
+        .threads
+        .iter()
+        .find(|t| t.tid == pid)
+        .expect("main thread");
     assert_eq!(main.name, "fixture");
-    let workers: Vec<_> = sample.threads.iter().filter(|t| t.name.starts_with("worker-")).collect();
+    let workers: Vec<_> = sample
+        .threads
+        .iter()
+        .filter(|t| t.name.starts_with("worker-"))
+        .collect();
     assert!(workers.len() >= 5, "{:?}", sample.threads);
     for worker in &workers {
         assert_eq!(worker.state, "S", "{worker:?}");
@@ -42,14 +52,29 @@ fn growing_threads_give_thread_growth_naming_the_threads() {
     let fixture = Fixture::start(&["threads", "10"]);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("capture");
-    support::assert_success(&support::capture(fixture.pid(), &dir, &["--samples", "3", "--interval", "1s"]));
+    support::assert_success(&support::capture(
+        fixture.pid(),
+        &dir,
+        &["--samples", "3", "--interval", "1s"],
+    ));
     let findings = support::findings(&dir);
-    let (severity, _, message) = findings.iter().find(|f| f.1 == "THREAD_GROWTH").expect("THREAD_GROWTH");
+    let (severity, _, message) = findings
+        .iter()
+        .find(|f| f.1 == "THREAD_GROWTH")
+        .expect("THREAD_GROWTH");
     assert_eq!(severity, "warning");
     assert!(message.contains("growing names: worker-* (+"), "{message}");
     let summary = support::read_json(&dir, "summary.json");
-    let counts: Vec<u64> = summary["samples"].as_array().unwrap().iter().map(|s| s["threads"]["total"].as_u64().unwrap()).collect();
-    assert!(counts[2] - counts[0] >= 14 && counts[2] - counts[0] <= 26, "10 threads/s for 2 s: {counts:?}");
+    let counts: Vec<u64> = summary["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["threads"]["total"].as_u64().unwrap())
+        .collect();
+    assert!(
+        counts[2] - counts[0] >= 14 && counts[2] - counts[0] <= 26,
+        "10 threads/s for 2 s: {counts:?}"
+    );
 }
 
 #[test]
@@ -58,17 +83,35 @@ fn growing_memory_gives_rss_growth() {
     let fixture = Fixture::start(&["grow-mem", "40"]);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("capture");
-    support::assert_success(&support::capture(fixture.pid(), &dir, &["--samples", "3", "--interval", "1s", "--capture", "memory"]));
+    support::assert_success(&support::capture(
+        fixture.pid(),
+        &dir,
+        &["--samples", "3", "--interval", "1s", "--capture", "memory"],
+    ));
     let findings = support::findings(&dir);
-    let (severity, _, message) = findings.iter().find(|f| f.1 == "RSS_GROWTH").expect("RSS_GROWTH");
+    let (severity, _, message) = findings
+        .iter()
+        .find(|f| f.1 == "RSS_GROWTH")
+        .expect("RSS_GROWTH");
     assert_eq!(severity, "warning");
     assert!(message.starts_with("resident memory grew"), "{message}");
     let memory = support::read_json(&dir, "memory.json");
-    let rss: Vec<u64> = memory["samples"].as_array().unwrap().iter().map(|s| s["status"]["vmRss"].as_u64().unwrap()).collect();
+    let rss: Vec<u64> = memory["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"]["vmRss"].as_u64().unwrap())
+        .collect();
     let grown = (rss[2] - rss[0]) >> 20;
-    assert!((60..=100).contains(&grown), "40 MiB/s for 2 s, grew {grown} MiB: {rss:?}");
+    assert!(
+        (60..=100).contains(&grown),
+        "40 MiB/s for 2 s, grew {grown} MiB: {rss:?}"
+    );
     let top = &memory["samples"][2]["mappings"]["topByRss"][0];
-    assert!(top["rss"].as_u64().unwrap() > 1 << 20, "the heap leads the mappings: {top}");
+    assert!(
+        top["rss"].as_u64().unwrap() > 1 << 20,
+        "the heap leads the mappings: {top}"
+    );
 }
 
 /// A memory cgroup made for one test, removed when dropped.
@@ -82,14 +125,22 @@ impl TestCgroup {
     fn create(name: &str, limit_bytes: u64) -> Self {
         let (root, version) = if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
             (PathBuf::from("/sys/fs/cgroup/memory"), 1)
-        } else if std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control").is_ok_and(|c| c.contains("memory")) {
+        } else if std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
+            .is_ok_and(|c| c.contains("memory"))
+        {
             (PathBuf::from("/sys/fs/cgroup"), 2)
         } else {
-            panic!("this host has no memory cgroup controller (v1 memory hierarchy or v2 with memory enabled)")
+            panic!(
+                "this host has no memory cgroup controller (v1 memory hierarchy or v2 with memory enabled)"
+            )
         };
         let dir = root.join(format!("procshot-test-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let limit_file = if version == 1 { "memory.limit_in_bytes" } else { "memory.max" };
+        let limit_file = if version == 1 {
+            "memory.limit_in_bytes"
+        } else {
+            "memory.max"
+        };
         std::fs::write(dir.join(limit_file), limit_bytes.to_string()).unwrap();
         Self { dir, version }
     }
@@ -97,12 +148,19 @@ impl TestCgroup {
     /// Starts a fixture inside the cgroup (it joins before exec, so every page it touches
     /// is charged here).
     fn start(&self, args: &[&str]) -> Fixture {
-        Fixture::start_prepared(args, &format!("echo $$ > {}", self.dir.join("cgroup.procs").display()))
+        Fixture::start_prepared(
+            args,
+            &format!("echo $$ > {}", self.dir.join("cgroup.procs").display()),
+        )
     }
 
     fn read_u64(&self, v1: &str, v2: &str) -> u64 {
         let file = if self.version == 1 { v1 } else { v2 };
-        std::fs::read_to_string(self.dir.join(file)).unwrap().trim().parse().unwrap()
+        std::fs::read_to_string(self.dir.join(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     fn usage(&self) -> u64 {
@@ -110,7 +168,11 @@ impl TestCgroup {
     }
 
     fn read_oom_kills(&self) -> u64 {
-        let file = if self.version == 1 { "memory.oom_control" } else { "memory.events" };
+        let file = if self.version == 1 {
+            "memory.oom_control"
+        } else {
+            "memory.events"
+        };
         let text = std::fs::read_to_string(self.dir.join(file)).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix("oom_kill "))
@@ -138,14 +200,29 @@ fn a_cgroup_near_its_limit_and_its_oom_kills_are_found() {
 
     // Grow 8 MiB/s inside the cgroup; capture as soon as the working set passes 92 %.
     let mut growing = cgroup.start(&["grow-mem", "8"]);
-    support::wait_for("usage near the limit", Duration::from_secs(20), || cgroup.usage() >= LIMIT * 93 / 100);
+    support::wait_for("usage near the limit", Duration::from_secs(20), || {
+        cgroup.usage() >= LIMIT * 93 / 100
+    });
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("near");
-    support::assert_success(&support::capture(growing.pid(), &dir, &["--samples", "1", "--capture", "memory"]));
+    support::assert_success(&support::capture(
+        growing.pid(),
+        &dir,
+        &["--samples", "1", "--capture", "memory"],
+    ));
     let findings = support::findings(&dir);
-    let (severity, _, message) = findings.iter().find(|f| f.1 == "CGROUP_MEMORY_NEAR_LIMIT").expect("CGROUP_MEMORY_NEAR_LIMIT");
-    assert!(severity == "warning" || severity == "critical", "{severity}");
-    assert!(message.contains("of its memory limit of 48.0 MiB"), "{message}");
+    let (severity, _, message) = findings
+        .iter()
+        .find(|f| f.1 == "CGROUP_MEMORY_NEAR_LIMIT")
+        .expect("CGROUP_MEMORY_NEAR_LIMIT");
+    assert!(
+        severity == "warning" || severity == "critical",
+        "{severity}"
+    );
+    assert!(
+        message.contains("of its memory limit of 48.0 MiB"),
+        "{message}"
+    );
 
     let memory = support::read_json(&dir, "memory.json");
     let cg = &memory["samples"][0]["cgroup"];
@@ -155,16 +232,28 @@ fn a_cgroup_near_its_limit_and_its_oom_kills_are_found() {
     assert_eq!(cg["dir"].as_str(), Some(cgroup.dir.to_str().unwrap()));
 
     // It keeps growing until the kernel OOM-kills it.
-    support::wait_for("the OOM kill", Duration::from_secs(20), || growing.child.try_wait().unwrap().is_some());
+    support::wait_for("the OOM kill", Duration::from_secs(20), || {
+        growing.child.try_wait().unwrap().is_some()
+    });
     assert_eq!(cgroup.read_oom_kills(), 1);
 
     // A healthy process in the same cgroup: the earlier OOM kill is reported.
     let steady = cgroup.start(&["steady"]);
     let dir = out.path().join("after");
-    support::assert_success(&support::capture(steady.pid(), &dir, &["--samples", "1", "--capture", "memory"]));
+    support::assert_success(&support::capture(
+        steady.pid(),
+        &dir,
+        &["--samples", "1", "--capture", "memory"],
+    ));
     let findings = support::findings(&dir);
-    let (severity, _, message) = findings.iter().find(|f| f.1 == "CGROUP_OOM_KILLS").expect("CGROUP_OOM_KILLS");
+    let (severity, _, message) = findings
+        .iter()
+        .find(|f| f.1 == "CGROUP_OOM_KILLS")
+        .expect("CGROUP_OOM_KILLS");
     assert_eq!(severity, "warning");
-    assert_eq!(message, "the kernel has OOM-killed 1 process(es) in this cgroup, none during this capture");
+    assert_eq!(
+        message,
+        "the kernel has OOM-killed 1 process(es) in this cgroup, none during this capture"
+    );
     growing.kill();
 }

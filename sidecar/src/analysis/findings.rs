@@ -87,16 +87,25 @@ impl Finding {
 /// All findings for a capture, most serious first.
 pub fn find(data: &CaptureData, samples: &[SampleCounts], growth: &[Growth]) -> Vec<Finding> {
     let seconds = samples.last().map_or(0.0, |s| s.offset_seconds);
-    let last_fds = data.fds.as_ref().and_then(|s| s.samples.last()).map(|s| s.data.fds.as_slice());
+    let last_fds = data
+        .fds
+        .as_ref()
+        .and_then(|s| s.samples.last())
+        .map(|s| s.data.fds.as_slice());
     let mut findings = Vec::new();
     findings.extend(fd_limit_near(samples));
-    findings.extend(fd_growth(samples, growth, seconds, last_fds.unwrap_or_default()));
+    findings.extend(fd_growth(
+        samples,
+        growth,
+        seconds,
+        last_fds.unwrap_or_default(),
+    ));
     findings.extend(close_wait(last_fds.unwrap_or_default()));
     findings.extend(thread_growth(samples, growth, seconds));
     findings.extend(rss_growth(growth, seconds));
     findings.extend(cgroup_near_limit(samples));
     findings.extend(cgroup_oom_kills(samples));
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
 }
 
@@ -128,7 +137,12 @@ fn fd_limit_near(samples: &[SampleCounts]) -> Option<Finding> {
     ))
 }
 
-fn fd_growth(samples: &[SampleCounts], growth: &[Growth], seconds: f64, last_fds: &[FdEntry]) -> Vec<Finding> {
+fn fd_growth(
+    samples: &[SampleCounts],
+    growth: &[Growth],
+    seconds: f64,
+    last_fds: &[FdEntry],
+) -> Vec<Finding> {
     let last = samples.last().and_then(|s| s.fds.as_ref());
     growth
         .iter()
@@ -145,7 +159,7 @@ fn fd_growth(samples: &[SampleCounts], growth: &[Growth], seconds: f64, last_fds
                 _ => Severity::Warning,
             };
             let mut message = format!(
-                "{} grew {} → {} in {} ({:+})",
+                "{} grew {} → {} in {} (+{})",
                 group_description(group),
                 units::count(g.first()),
                 units::count(g.last()),
@@ -197,10 +211,16 @@ fn growth_hint(kind: FdKind) -> Option<&'static str> {
         FdKind::Timerfd => {
             "Go's runtime does not create a timerfd per time.Ticker, so growing timerfds usually point at native code (a C library or another runtime)"
         }
-        FdKind::Eventpoll => "Each epoll instance is usually an event loop; loops created and never closed would look like this",
+        FdKind::Eventpoll => {
+            "Each epoll instance is usually an event loop; loops created and never closed would look like this"
+        }
         FdKind::Pipe => "Pipes often come from child processes whose pipe ends are never closed",
-        FdKind::RegularFile => "Files opened and never closed (a missing Close/defer) would look like this",
-        FdKind::Eventfd => "Eventfds are usually wake-up handles of event loops or thread pools created and never closed",
+        FdKind::RegularFile => {
+            "Files opened and never closed (a missing Close/defer) would look like this"
+        }
+        FdKind::Eventfd => {
+            "Eventfds are usually wake-up handles of event loops or thread pools created and never closed"
+        }
         _ => return None,
     })
 }
@@ -215,7 +235,13 @@ fn top_targets(entries: &[&FdEntry]) -> Vec<(String, u64)> {
                 (None, Some(path)) => path.clone(),
                 _ => continue,
             },
-            None if matches!(entry.kind, FdKind::RegularFile | FdKind::Directory | FdKind::Memfd) => entry.target.clone(),
+            None if matches!(
+                entry.kind,
+                FdKind::RegularFile | FdKind::Directory | FdKind::Memfd
+            ) =>
+            {
+                entry.target.clone()
+            }
             None => continue,
         };
         *counts.entry(key).or_insert(0) += 1;
@@ -229,15 +255,26 @@ fn top_targets(entries: &[&FdEntry]) -> Vec<(String, u64)> {
 fn close_wait(last_fds: &[FdEntry]) -> Option<Finding> {
     let members: Vec<&FdEntry> = last_fds
         .iter()
-        .filter(|e| e.socket.as_ref().is_some_and(|s| s.state.as_deref() == Some("CLOSE_WAIT")))
+        .filter(|e| {
+            e.socket
+                .as_ref()
+                .is_some_and(|s| s.state.as_deref() == Some("CLOSE_WAIT"))
+        })
         .collect();
     if members.is_empty() {
         return None;
     }
     let count = members.len() as u64;
     let top = top_targets(&members);
-    let severity = if count >= CLOSE_WAIT_WARNING { Severity::Warning } else { Severity::Info };
-    let peers: Vec<String> = top.iter().map(|(t, n)| format!("{t} ({})", units::count(*n))).collect();
+    let severity = if count >= CLOSE_WAIT_WARNING {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    let peers: Vec<String> = top
+        .iter()
+        .map(|(t, n)| format!("{t} ({})", units::count(*n)))
+        .collect();
     Some(Finding::new(
         severity,
         "SOCKET_CLOSE_WAIT",
@@ -261,17 +298,25 @@ fn thread_growth(samples: &[SampleCounts], growth: &[Growth], seconds: f64) -> O
     let mut names: Vec<(String, i64)> = last
         .by_name
         .iter()
-        .map(|(name, n)| (name.clone(), *n as i64 - first.by_name.get(name).copied().unwrap_or(0) as i64))
+        .map(|(name, n)| {
+            (
+                name.clone(),
+                *n as i64 - first.by_name.get(name).copied().unwrap_or(0) as i64,
+            )
+        })
         .filter(|(_, delta)| *delta > 0)
         .collect();
     names.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     names.truncate(3);
-    let list: Vec<String> = names.iter().map(|(name, d)| format!("{name} (+{d})")).collect();
+    let list: Vec<String> = names
+        .iter()
+        .map(|(name, d)| format!("{name} (+{d})"))
+        .collect();
     Some(Finding::new(
         Severity::Warning,
         "THREAD_GROWTH",
         format!(
-            "threads grew {} → {} in {} ({:+}); growing names: {}",
+            "threads grew {} → {} in {} (+{}); growing names: {}",
             units::count(g.first()),
             units::count(g.last()),
             units::seconds(seconds),
@@ -334,14 +379,20 @@ fn cgroup_oom_kills(samples: &[SampleCounts]) -> Option<Finding> {
     }
     let during = last.saturating_sub(first);
     let (severity, when) = if during > 0 {
-        (Severity::Critical, format!("{} of them during this capture", units::count(during)))
+        (
+            Severity::Critical,
+            format!("{} of them during this capture", units::count(during)),
+        )
     } else {
         (Severity::Warning, "none during this capture".to_string())
     };
     Some(Finding::new(
         severity,
         "CGROUP_OOM_KILLS",
-        format!("the kernel has OOM-killed {} process(es) in this cgroup, {when}", units::count(last)),
+        format!(
+            "the kernel has OOM-killed {} process(es) in this cgroup, {when}",
+            units::count(last)
+        ),
         json!({"oomKills": last, "duringCapture": during}),
     ))
 }
@@ -352,7 +403,10 @@ mod tests {
 
     #[test]
     fn group_descriptions_read_naturally() {
-        assert_eq!(group_description("socket tcp CLOSE_WAIT"), "tcp sockets in CLOSE_WAIT");
+        assert_eq!(
+            group_description("socket tcp CLOSE_WAIT"),
+            "tcp sockets in CLOSE_WAIT"
+        );
         assert_eq!(group_description("socket unknown"), "unknown sockets");
         assert_eq!(group_description("timerfd"), "timerfds");
         assert_eq!(group_description("regular_file"), "regular files");
@@ -361,6 +415,9 @@ mod tests {
     #[test]
     fn severities_order_from_info_to_critical() {
         assert!(Severity::Critical > Severity::Warning && Severity::Warning > Severity::Info);
-        assert_eq!(serde_json::to_string(&Severity::Warning).unwrap(), "\"warning\"");
+        assert_eq!(
+            serde_json::to_string(&Severity::Warning).unwrap(),
+            "\"warning\""
+        );
     }
 }

@@ -117,7 +117,11 @@ impl Growth {
         Self {
             metric,
             monotonic: values.windows(2).all(|w| w[1] >= w[0]),
-            per_second: if seconds > 0.0 { delta as f64 / seconds } else { 0.0 },
+            per_second: if seconds > 0.0 {
+                delta as f64 / seconds
+            } else {
+                0.0
+            },
             delta,
             values,
         }
@@ -139,7 +143,12 @@ pub fn summarize(pid: i32, data: &CaptureData, partial: Option<String>) -> Summa
     let samples = sample_counts(data);
     let seconds = samples.last().map_or(0.0, |s| s.offset_seconds);
     let mut growth = growth(&samples, seconds);
-    growth.sort_by(|a, b| b.delta.unsigned_abs().cmp(&a.delta.unsigned_abs()).then_with(|| a.metric.cmp(&b.metric)));
+    growth.sort_by(|a, b| {
+        b.delta
+            .unsigned_abs()
+            .cmp(&a.delta.unsigned_abs())
+            .then_with(|| a.metric.cmp(&b.metric))
+    });
     let findings = findings::find(data, &samples, &growth);
     Summary {
         schema_version: SCHEMA_VERSION,
@@ -204,7 +213,8 @@ fn sample_counts(data: &CaptureData) -> Vec<SampleCounts> {
                         rss_bytes: s.data.status.vm_rss,
                         cgroup_usage_bytes: cgroup.map(|c| c.usage_bytes),
                         cgroup_working_set_bytes: cgroup.map(|c| c.working_set_bytes),
-                        cgroup_limit_bytes: cgroup.and_then(|c| c.effective_limit.as_ref().map(|l| l.bytes)),
+                        cgroup_limit_bytes: cgroup
+                            .and_then(|c| c.effective_limit.as_ref().map(|l| l.bytes)),
                         oom_kills: cgroup.and_then(|c| c.oom_kills),
                     }
                 }),
@@ -228,14 +238,25 @@ fn growth(samples: &[SampleCounts], seconds: f64) -> Vec<Growth> {
         return Vec::new();
     }
     let mut out = Vec::new();
-    let series = |f: &dyn Fn(&SampleCounts) -> Option<u64>| -> Option<Vec<u64>> { samples.iter().map(f).collect() };
+    let series = |f: &dyn Fn(&SampleCounts) -> Option<u64>| -> Option<Vec<u64>> {
+        samples.iter().map(f).collect()
+    };
     if let Some(values) = series(&|s| s.fds.as_ref().map(|f| f.total)) {
         out.push(Growth::new("fds".into(), values, seconds));
-        let groups: BTreeSet<&String> = samples.iter().flat_map(|s| s.fds.as_ref().unwrap().by_group.keys()).collect();
+        let groups: BTreeSet<&String> = samples
+            .iter()
+            .flat_map(|s| s.fds.as_ref().unwrap().by_group.keys())
+            .collect();
         for group in groups {
             let values = samples
                 .iter()
-                .map(|s| s.fds.as_ref().and_then(|f| f.by_group.get(group)).copied().unwrap_or(0))
+                .map(|s| {
+                    s.fds
+                        .as_ref()
+                        .and_then(|f| f.by_group.get(group))
+                        .copied()
+                        .unwrap_or(0)
+                })
                 .collect();
             out.push(Growth::new(format!("fds: {group}"), values, seconds));
         }

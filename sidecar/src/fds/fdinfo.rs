@@ -52,9 +52,9 @@ pub struct TimerfdInfo {
     /// Expirations not yet read.
     pub ticks: u64,
     /// Time to the next expiration, in nanoseconds.
-    pub it_value_ns: u128,
+    pub it_value_ns: u64,
     /// Repeat interval in nanoseconds (0: one-shot).
-    pub it_interval_ns: u128,
+    pub it_interval_ns: u64,
 }
 
 /// An eventfd's counter.
@@ -120,11 +120,13 @@ impl FdInfo {
                 continue;
             }
             if let Some(rest) = line.strip_prefix("tfd:") {
-                info.epoll_targets.push(parse_epoll_target(rest).ok_or_else(|| err("bad epoll target"))?);
+                info.epoll_targets
+                    .push(parse_epoll_target(rest).ok_or_else(|| err("bad epoll target"))?);
                 continue;
             }
             if let Some(rest) = line.strip_prefix("inotify ") {
-                info.inotify_watches.push(parse_inotify_watch(rest).ok_or_else(|| err("bad inotify watch"))?);
+                info.inotify_watches
+                    .push(parse_inotify_watch(rest).ok_or_else(|| err("bad inotify watch"))?);
                 continue;
             }
             let Some((key, value)) = line.split_once(':') else {
@@ -138,21 +140,35 @@ impl FdInfo {
                     info.flags = value.to_string();
                     saw_flags = true;
                 }
-                "mnt_id" => info.mnt_id = Some(value.parse().map_err(|_| err("mnt_id is not a number"))?),
+                "mnt_id" => {
+                    info.mnt_id = Some(value.parse().map_err(|_| err("mnt_id is not a number"))?)
+                }
                 "ino" => info.ino = Some(value.parse().map_err(|_| err("ino is not a number"))?),
-                "clockid" => timer(&mut info).clockid = value.parse().map_err(|_| err("clockid is not a number"))?,
-                "ticks" => timer(&mut info).ticks = value.parse().map_err(|_| err("ticks is not a number"))?,
-                "it_value" => timer(&mut info).it_value_ns = parse_timespec(value).ok_or_else(|| err("bad it_value"))?,
+                "clockid" => {
+                    timer(&mut info).clockid =
+                        value.parse().map_err(|_| err("clockid is not a number"))?
+                }
+                "ticks" => {
+                    timer(&mut info).ticks =
+                        value.parse().map_err(|_| err("ticks is not a number"))?
+                }
+                "it_value" => {
+                    timer(&mut info).it_value_ns =
+                        parse_timespec(value).ok_or_else(|| err("bad it_value"))?
+                }
                 "it_interval" => {
-                    timer(&mut info).it_interval_ns = parse_timespec(value).ok_or_else(|| err("bad it_interval"))?
+                    timer(&mut info).it_interval_ns =
+                        parse_timespec(value).ok_or_else(|| err("bad it_interval"))?
                 }
                 "eventfd-count" => {
-                    eventfd(&mut info).count =
-                        u64::from_str_radix(value, 16).map_err(|_| err("eventfd-count is not hex"))?
+                    eventfd(&mut info).count = u64::from_str_radix(value, 16)
+                        .map_err(|_| err("eventfd-count is not hex"))?
                 }
                 "eventfd-semaphore" => eventfd(&mut info).semaphore = Some(value == "1"),
                 "sigmask" => info.signalfd_mask = Some(value.to_string()),
-                "Pid" => info.pidfd_pid = Some(value.parse().map_err(|_| err("Pid is not a number"))?),
+                "Pid" => {
+                    info.pidfd_pid = Some(value.parse().map_err(|_| err("Pid is not a number"))?)
+                }
                 other => {
                     info.other.insert(other.to_string(), value.to_string());
                 }
@@ -178,12 +194,12 @@ fn eventfd(info: &mut FdInfo) -> &mut EventfdInfo {
 }
 
 /// `(1, 500000000)` → nanoseconds.
-fn parse_timespec(value: &str) -> Option<u128> {
+fn parse_timespec(value: &str) -> Option<u64> {
     let inner = value.strip_prefix('(')?.strip_suffix(')')?;
     let (secs, nanos) = inner.split_once(',')?;
-    let secs: u128 = secs.trim().parse().ok()?;
-    let nanos: u128 = nanos.trim().parse().ok()?;
-    Some(secs * 1_000_000_000 + nanos)
+    let secs: u64 = secs.trim().parse().ok()?;
+    let nanos: u64 = nanos.trim().parse().ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// Splits `key:value key2:value2 …` (values may be separated from keys by spaces).
@@ -267,14 +283,23 @@ mod tests {
         assert_eq!(timer.ticks, 3);
         assert_eq!(timer.it_value_ns, 499_123_456);
         assert_eq!(timer.it_interval_ns, 1_500_000_000);
-        assert_eq!(info.other.get("settime flags").map(String::as_str), Some("00"));
+        assert_eq!(
+            info.other.get("settime flags").map(String::as_str),
+            Some("00")
+        );
     }
 
     #[test]
     fn eventfd_count_is_hex() {
         let text = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\neventfd-count:               2a\neventfd-id: 7\neventfd-semaphore: 0\n";
         let info = FdInfo::parse(text).unwrap();
-        assert_eq!(info.eventfd, Some(EventfdInfo { count: 42, semaphore: Some(false) }));
+        assert_eq!(
+            info.eventfd,
+            Some(EventfdInfo {
+                count: 42,
+                semaphore: Some(false)
+            })
+        );
     }
 
     #[test]
@@ -294,12 +319,23 @@ mod tests {
         let inotify = "pos:\t0\nflags:\t02000000\nmnt_id:\t16\nino:\t1057\n\
                        inotify wd:1 ino:2a0c sdev:800001 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:0c2a0000b1b2c3d4\n";
         let watches = FdInfo::parse(inotify).unwrap().inotify_watches;
-        assert_eq!(watches, [InotifyWatch { wd: 1, ino: "2a0c".into(), mask: "300".into() }]);
+        assert_eq!(
+            watches,
+            [InotifyWatch {
+                wd: 1,
+                ino: "2a0c".into(),
+                mask: "300".into()
+            }]
+        );
 
         let signalfd = "pos:\t0\nflags:\t02\nmnt_id:\t16\nino:\t1057\nsigmask:\t0000000000000200\n";
-        assert_eq!(FdInfo::parse(signalfd).unwrap().signalfd_mask.as_deref(), Some("0000000000000200"));
+        assert_eq!(
+            FdInfo::parse(signalfd).unwrap().signalfd_mask.as_deref(),
+            Some("0000000000000200")
+        );
 
-        let pidfd = "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\nPid:\t4242\nNSpid:\t4242\n";
+        let pidfd =
+            "pos:\t0\nflags:\t02000002\nmnt_id:\t16\nino:\t1057\nPid:\t4242\nNSpid:\t4242\n";
         assert_eq!(FdInfo::parse(pidfd).unwrap().pidfd_pid, Some(4242));
     }
 

@@ -177,7 +177,10 @@ impl FdKind {
             };
         }
         if let Some((prefix, _)) = link.split_once(":[")
-            && matches!(prefix, "net" | "mnt" | "pid" | "user" | "uts" | "ipc" | "cgroup" | "time")
+            && matches!(
+                prefix,
+                "net" | "mnt" | "pid" | "user" | "uts" | "ipc" | "cgroup" | "time"
+            )
         {
             return Self::Namespace;
         }
@@ -222,10 +225,22 @@ mod tests {
             ("anon_inode:[io_uring]", None, FdKind::IoUring),
             ("anon_inode:[something-new]", None, FdKind::AnonInode),
             ("/memfd:cache (deleted)", None, FdKind::Memfd),
-            ("/var/log/app.log", Some(FileType::RegularFile), FdKind::RegularFile),
-            ("/tmp/gone (deleted)", Some(FileType::RegularFile), FdKind::RegularFile),
+            (
+                "/var/log/app.log",
+                Some(FileType::RegularFile),
+                FdKind::RegularFile,
+            ),
+            (
+                "/tmp/gone (deleted)",
+                Some(FileType::RegularFile),
+                FdKind::RegularFile,
+            ),
             ("/srv", Some(FileType::Directory), FdKind::Directory),
-            ("/dev/null", Some(FileType::CharacterDevice), FdKind::CharDevice),
+            (
+                "/dev/null",
+                Some(FileType::CharacterDevice),
+                FdKind::CharDevice,
+            ),
             ("/dev/vda", Some(FileType::BlockDevice), FdKind::BlockDevice),
             ("/run/app.fifo", Some(FileType::Fifo), FdKind::Fifo),
             ("/var/lib/x", None, FdKind::Other),

@@ -103,39 +103,29 @@ pub fn capture(target: &Target) -> Result<FdSample, CaptureError> {
     let fdinfo_dir = target.open_dir("fdinfo", WHAT)?;
     let names = list_fd_names(target, &fd_dir)?;
 
-    // The walk is all system calls, each independent: split it across cores, and read the
-    // socket tables meanwhile. Small tables are not worth a thread.
-    let workers = if names.len() < PARALLEL_MIN_FDS {
-        1
+    let (mut fds, vanished, sockets) = if names.len() < PARALLEL_MIN_FDS {
+        let cursor = AtomicUsize::new(0);
+        let (fds, vanished) =
+            FdReader::new(target, &fd_dir, &fdinfo_dir).read_batches(&names, &cursor)?;
+        let has_sockets = fds.iter().any(|e| e.kind == FdKind::Socket);
+        (
+            fds,
+            vanished,
+            if has_sockets {
+                SocketTable::read(target)?
+            } else {
+                SocketTable::default()
+            },
+        )
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS)
+        walk_in_parallel(target, &fd_dir, &fdinfo_dir, &names)?
     };
-    // Workers take batches from a shared cursor, so a worker slowed by the socket reader
-    // simply takes fewer batches.
-    let cursor = AtomicUsize::new(0);
-    let (walked, sockets) = std::thread::scope(|scope| {
-        let sockets = scope.spawn(|| SocketTable::read(target));
-        let walkers: Vec<_> = (0..workers)
-            .map(|_| scope.spawn(|| FdReader::new(target, &fd_dir, &fdinfo_dir).read_batches(&names, &cursor)))
-            .collect();
-        let walked: Vec<_> = walkers.into_iter().map(|w| w.join().expect("fd walker panicked")).collect();
-        (walked, sockets.join().expect("socket table reader panicked"))
-    });
-    let mut fds = Vec::with_capacity(names.len());
-    let mut vanished = 0;
-    for part in walked {
-        let (entries, gone) = part?;
-        fds.extend(entries);
-        vanished += gone;
-    }
-    fds.sort_unstable_by_key(|e| e.fd);
     if vanished > 0 && !target.is_alive() {
         return Err(CaptureError::TargetExited {
             pid: target.pid(),
             what: WHAT,
         });
     }
-    let sockets = sockets?;
     for entry in fds.iter_mut().filter(|e| e.kind == FdKind::Socket) {
         entry.socket = Some(sockets.lookup(socket_inode(&entry.target).unwrap_or(0)));
     }
@@ -147,8 +137,53 @@ pub fn capture(target: &Target) -> Result<FdSample, CaptureError> {
     })
 }
 
+/// The walk is all system calls, each independent: split it across cores, and read the
+/// socket tables meanwhile. Workers take batches from a shared cursor, so a worker slowed
+/// by the socket reader simply takes fewer batches.
+fn walk_in_parallel(
+    target: &Target,
+    fd_dir: &OwnedFd,
+    fdinfo_dir: &OwnedFd,
+    names: &[(i32, CString)],
+) -> Result<(Vec<FdEntry>, u32, SocketTable), CaptureError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS);
+    let cursor = AtomicUsize::new(0);
+    let (walked, sockets) = std::thread::scope(|scope| {
+        let sockets = scope.spawn(|| SocketTable::read(target));
+        let walkers: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    FdReader::new(target, fd_dir, fdinfo_dir).read_batches(names, &cursor)
+                })
+            })
+            .collect();
+        let walked: Vec<_> = walkers
+            .into_iter()
+            .map(|w| w.join().expect("fd walker panicked"))
+            .collect();
+        (
+            walked,
+            sockets.join().expect("socket table reader panicked"),
+        )
+    });
+    let mut fds = Vec::with_capacity(names.len());
+    let mut vanished = 0;
+    for part in walked {
+        let (entries, gone) = part?;
+        fds.extend(entries);
+        vanished += gone;
+    }
+    fds.sort_unstable_by_key(|e| e.fd);
+    Ok((fds, vanished, sockets?))
+}
+
 fn read_limits(target: &Target) -> Result<FdLimits, CaptureError> {
-    let limits = target.process().limits().map_err(|e| target.proc_error("limits", WHAT, e))?;
+    let limits = target
+        .process()
+        .limits()
+        .map_err(|e| target.proc_error("limits", WHAT, e))?;
     let value = |v: LimitValue| match v {
         LimitValue::Unlimited => None,
         LimitValue::Value(n) => Some(n),
@@ -161,7 +196,8 @@ fn read_limits(target: &Target) -> Result<FdLimits, CaptureError> {
 
 /// Lists `fd/`, sorted by fd number.
 fn list_fd_names(target: &Target, fd_dir: &OwnedFd) -> Result<Vec<(i32, CString)>, CaptureError> {
-    let mut dir = rustix::fs::Dir::read_from(fd_dir).map_err(|e| target.io_error("fd", WHAT, e.into()))?;
+    let mut dir =
+        rustix::fs::Dir::read_from(fd_dir).map_err(|e| target.io_error("fd", WHAT, e.into()))?;
     let mut names = Vec::new();
     while let Some(entry) = dir.read() {
         let entry = entry.map_err(|e| target.io_error("fd", WHAT, e.into()))?;
@@ -195,7 +231,11 @@ impl<'a> FdReader<'a> {
 
     /// Reads batches of `names` claimed from `cursor` until none are left; returns the
     /// entries and how many fds vanished.
-    fn read_batches(mut self, names: &[(i32, CString)], cursor: &AtomicUsize) -> Result<(Vec<FdEntry>, u32), CaptureError> {
+    fn read_batches(
+        mut self,
+        names: &[(i32, CString)],
+        cursor: &AtomicUsize,
+    ) -> Result<(Vec<FdEntry>, u32), CaptureError> {
         let mut entries = Vec::new();
         let mut vanished = 0;
         loop {
@@ -220,7 +260,12 @@ impl<'a> FdReader<'a> {
             Err(e) => return Err(self.error("fd", fd, e.into())),
         };
         let file_type = if FdKind::needs_file_type(&link) {
-            match rustix::fs::statx(self.fd_dir, name, AtFlags::STATX_DONT_SYNC, StatxFlags::TYPE) {
+            match rustix::fs::statx(
+                self.fd_dir,
+                name,
+                AtFlags::STATX_DONT_SYNC,
+                StatxFlags::TYPE,
+            ) {
                 Ok(stat) => Some(FileType::from_raw_mode(stat.stx_mode.into())),
                 Err(rustix::io::Errno::NOENT) => return Ok(None),
                 Err(_) => None,
@@ -245,7 +290,12 @@ impl<'a> FdReader<'a> {
     }
 
     fn read_fdinfo(&mut self, fd: i32, name: &CStr) -> Result<Option<&str>, CaptureError> {
-        let file = match rustix::fs::openat(self.fdinfo_dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
+        let file = match rustix::fs::openat(
+            self.fdinfo_dir,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
             Ok(file) => file,
             Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(e) => return Err(self.error("fdinfo", fd, e.into())),
@@ -284,7 +334,10 @@ impl<'a> FdReader<'a> {
 
 /// `socket:[12345]` → 12345.
 fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use std::io::Read;
 
-use procfs::net::{TcpNetEntries, TcpNetEntry, TcpState, UdpNetEntries, UdpNetEntry, UdpState, UnixNetEntries, UnixState};
+use procfs::net::{
+    TcpNetEntries, TcpNetEntry, TcpState, UdpNetEntries, UdpNetEntry, UdpState, UnixNetEntries,
+    UnixState,
+};
 use procfs::{FromBufRead, FromBufReadSI};
 use serde::{Deserialize, Serialize};
 
@@ -131,8 +134,8 @@ impl SocketTable {
             table.add_udp(entries, SocketProtocol::Udp6);
         }
         if let Some(text) = read_text(target, "net/unix")? {
-            let UnixNetEntries(entries) =
-                UnixNetEntries::from_buf_read(text.as_bytes()).map_err(|e| target.proc_error("net/unix", WHAT, e))?;
+            let UnixNetEntries(entries) = UnixNetEntries::from_buf_read(text.as_bytes())
+                .map_err(|e| target.proc_error("net/unix", WHAT, e))?;
             for entry in entries {
                 let socket_type = match entry.socket_type {
                     1 => "stream",
@@ -180,7 +183,10 @@ impl SocketTable {
     /// What is known of the socket with this inode; `Unknown` protocol when it is in no
     /// table procshot reads.
     pub fn lookup(&self, inode: u64) -> SocketInfo {
-        self.by_inode.get(&inode).cloned().unwrap_or_else(SocketInfo::unknown)
+        self.by_inode
+            .get(&inode)
+            .cloned()
+            .unwrap_or_else(SocketInfo::unknown)
     }
 
     fn add_tcp(&mut self, entries: Vec<TcpNetEntry>, protocol: SocketProtocol) {
@@ -191,7 +197,8 @@ impl SocketTable {
                     protocol,
                     state: Some(tcp_state_name(&entry.state).to_string()),
                     local: Some(entry.local_address.to_string()),
-                    remote: (entry.state != TcpState::Listen).then(|| entry.remote_address.to_string()),
+                    remote: (entry.state != TcpState::Listen)
+                        .then(|| entry.remote_address.to_string()),
                     rx_queue: Some(entry.rx_queue),
                     tx_queue: Some(entry.tx_queue),
                     ..SocketInfo::unknown()
@@ -229,7 +236,9 @@ fn read_text(target: &Target, file: &str) -> Result<Option<String>, CaptureError
         Err(e) => return Err(target.proc_error(file, WHAT, e)),
     };
     let mut text = String::with_capacity(TABLE_BUFFER);
-    handle.read_to_string(&mut text).map_err(|e| target.io_error(file, WHAT, e))?;
+    handle
+        .read_to_string(&mut text)
+        .map_err(|e| target.io_error(file, WHAT, e))?;
     Ok(Some(text))
 }
 
@@ -266,17 +275,35 @@ pub fn parse_netlink(text: &str) -> Result<Vec<(u64, u32)>, String> {
     let mut lines = text.lines();
     let header = lines.next().ok_or("empty file")?;
     let columns: Vec<&str> = header.split_whitespace().collect();
-    let inode_col = columns.iter().position(|c| *c == "Inode").ok_or("no Inode column in the header")?;
-    let eth_col = columns.iter().position(|c| *c == "Eth").ok_or("no Eth column in the header")?;
+    let inode_col = columns
+        .iter()
+        .position(|c| *c == "Inode")
+        .ok_or("no Inode column in the header")?;
+    let eth_col = columns
+        .iter()
+        .position(|c| *c == "Eth")
+        .ok_or("no Eth column in the header")?;
     let mut entries = Vec::new();
     for (index, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             continue;
         }
-        let bad = || format!("line {}: expected {} columns: {line:?}", index + 2, columns.len());
-        let inode = fields.get(inode_col).and_then(|f| f.parse().ok()).ok_or_else(bad)?;
-        let protocol = fields.get(eth_col).and_then(|f| f.parse().ok()).ok_or_else(bad)?;
+        let bad = || {
+            format!(
+                "line {}: expected {} columns: {line:?}",
+                index + 2,
+                columns.len()
+            )
+        };
+        let inode = fields
+            .get(inode_col)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(bad)?;
+        let protocol = fields
+            .get(eth_col)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(bad)?;
         entries.push((inode, protocol));
     }
     Ok(entries)
@@ -298,7 +325,11 @@ mod tests {
     #[test]
     fn malformed_netlink_tables_are_errors() {
         assert_eq!(parse_netlink("").unwrap_err(), "empty file");
-        assert!(parse_netlink("sk Eth Pid\n").unwrap_err().contains("no Inode column"));
+        assert!(
+            parse_netlink("sk Eth Pid\n")
+                .unwrap_err()
+                .contains("no Inode column")
+        );
         let truncated = "sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode\nffff 0 4242\n";
         assert!(parse_netlink(truncated).unwrap_err().starts_with("line 2"));
     }

@@ -88,7 +88,10 @@ impl CgroupMounts {
             Some(root.join("unified")).filter(|p| p.join("cgroup.controllers").exists())
         };
         Self {
-            v1_memory: v1.join("memory.usage_in_bytes").exists().then(|| (v1, "/".to_string())),
+            v1_memory: v1
+                .join("memory.usage_in_bytes")
+                .exists()
+                .then(|| (v1, "/".to_string())),
             v2: v2.map(|p| (p, "/".to_string())),
         }
     }
@@ -109,7 +112,11 @@ pub fn read(target: &Target, cgroup_root: Option<&Path>) -> Result<CgroupMemory,
         .iter()
         .find(|g| g.controllers.iter().any(|c| c == "memory"))
         .map(|g| g.pathname.clone());
-    let v2_path = groups.0.iter().find(|g| g.hierarchy == 0).map(|g| g.pathname.clone());
+    let v2_path = groups
+        .0
+        .iter()
+        .find(|g| g.hierarchy == 0)
+        .map(|g| g.pathname.clone());
 
     if let (Some(path), Some((mount, root))) = (&v1_path, &mounts.v1_memory) {
         return read_dir(1, path, &resolve(mount, root, path), mount);
@@ -127,8 +134,17 @@ pub fn read(target: &Target, cgroup_root: Option<&Path>) -> Result<CgroupMemory,
     Err(format!(
         "no memory cgroup found: /proc/{}/cgroup lists {} and no matching cgroup filesystem is mounted{}",
         target.pid(),
-        groups.0.iter().map(|g| format!("{}:{}", g.hierarchy, g.pathname)).collect::<Vec<_>>().join(", "),
-        if cgroup_root.is_some() { " under --cgroup-root" } else { "" }
+        groups
+            .0
+            .iter()
+            .map(|g| format!("{}:{}", g.hierarchy, g.pathname))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if cgroup_root.is_some() {
+            " under --cgroup-root"
+        } else {
+            ""
+        }
     ))
 }
 
@@ -142,14 +158,18 @@ fn resolve(mount: &Path, root: &str, path: &str) -> PathBuf {
 /// walk up the ancestors for the effective limit.
 pub fn read_dir(version: u8, path: &str, dir: &Path, mount: &Path) -> Result<CgroupMemory, String> {
     let files = Files::for_version(version);
-    let usage_bytes = parse_u64(&read_file(dir, files.usage)?).map_err(|e| malformed(dir, files.usage, e))?;
+    let usage_bytes =
+        parse_u64(&read_file(dir, files.usage)?).map_err(|e| malformed(dir, files.usage, e))?;
     let limit_bytes = read_limit(version, dir)?;
-    let stat = parse_flat_keyed(&read_file(dir, "memory.stat")?).map_err(|e| malformed(dir, "memory.stat", e))?;
+    let stat = parse_flat_keyed(&read_file(dir, "memory.stat")?)
+        .map_err(|e| malformed(dir, "memory.stat", e))?;
     let events = match fs::read_to_string(dir.join(files.events)) {
         Ok(text) => parse_flat_keyed(&text).map_err(|e| malformed(dir, files.events, e))?,
         Err(_) => BTreeMap::new(),
     };
-    let peak_bytes = fs::read_to_string(dir.join(files.peak)).ok().and_then(|t| parse_u64(&t).ok());
+    let peak_bytes = fs::read_to_string(dir.join(files.peak))
+        .ok()
+        .and_then(|t| parse_u64(&t).ok());
     let inactive_file = stat.get(files.inactive_file).copied().unwrap_or(0);
     Ok(CgroupMemory {
         version,
@@ -239,7 +259,9 @@ pub fn parse_limit(version: u8, text: &str) -> Result<Option<u64>, String> {
 
 /// A single number.
 pub fn parse_u64(text: &str) -> Result<u64, String> {
-    text.trim().parse().map_err(|_| format!("expected a number, found {:?}", text.trim()))
+    text.trim()
+        .parse()
+        .map_err(|_| format!("expected a number, found {:?}", text.trim()))
 }
 
 /// `key value` lines (`memory.stat`, `memory.events`, `memory.oom_control`).
@@ -251,7 +273,10 @@ pub fn parse_flat_keyed(text: &str) -> Result<BTreeMap<String, u64>, String> {
         }
         let mut parts = line.split_whitespace();
         let (Some(key), Some(value), None) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(format!("line {}: expected `key value`: {line:?}", index + 1));
+            return Err(format!(
+                "line {}: expected `key value`: {line:?}",
+                index + 1
+            ));
         };
         let value = value
             .parse()
@@ -277,22 +302,40 @@ mod tests {
 
     #[test]
     fn flat_keyed_files() {
-        let events = parse_flat_keyed("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n").unwrap();
+        let events =
+            parse_flat_keyed("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n")
+                .unwrap();
         assert_eq!(events["oom_kill"], 1);
         assert_eq!(events["max"], 12);
-        assert!(parse_flat_keyed("anon 12 extra\n").unwrap_err().contains("line 1"));
-        assert!(parse_flat_keyed("anon twelve\n").unwrap_err().contains("anon is not a number"));
+        assert!(
+            parse_flat_keyed("anon 12 extra\n")
+                .unwrap_err()
+                .contains("line 1")
+        );
+        assert!(
+            parse_flat_keyed("anon twelve\n")
+                .unwrap_err()
+                .contains("anon is not a number")
+        );
         assert!(parse_flat_keyed("anon\n").is_err());
     }
 
     #[test]
     fn paths_inside_a_mount_with_its_own_root() {
         assert_eq!(
-            resolve(Path::new("/sys/fs/cgroup"), "/", "/kubepods.slice/pod1.slice"),
+            resolve(
+                Path::new("/sys/fs/cgroup"),
+                "/",
+                "/kubepods.slice/pod1.slice"
+            ),
             PathBuf::from("/sys/fs/cgroup/kubepods.slice/pod1.slice")
         );
         assert_eq!(
-            resolve(Path::new("/sys/fs/cgroup"), "/kubepods", "/kubepods/burstable/pod1"),
+            resolve(
+                Path::new("/sys/fs/cgroup"),
+                "/kubepods",
+                "/kubepods/burstable/pod1"
+            ),
             PathBuf::from("/sys/fs/cgroup/burstable/pod1")
         );
     }

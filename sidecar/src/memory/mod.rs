@@ -129,7 +129,10 @@ pub struct Mapping {
 /// Reads one memory sample. `cgroup_root` overrides where cgroup filesystems are found
 /// (default: from `/proc/self/mountinfo`).
 pub fn capture(target: &Target, cgroup_root: Option<&Path>) -> Result<MemorySample, CaptureError> {
-    let status = target.process().status().map_err(|e| target.proc_error("status", WHAT, e))?;
+    let status = target
+        .process()
+        .status()
+        .map_err(|e| target.proc_error("status", WHAT, e))?;
     let kib = |v: Option<u64>| v.map(|kb| kb * 1024);
     let status = StatusMemory {
         vm_peak: kib(status.vmpeak),
@@ -153,10 +156,14 @@ pub fn capture(target: &Target, cgroup_root: Option<&Path>) -> Result<MemorySamp
             .flat_map(|map| map.extension.map)
             .collect::<BTreeMap<_, _>>()
     });
-    let mappings = optional(target, "smaps", target.process().smaps())?.map(|maps| summarize_mappings(maps.0));
+    let mappings =
+        optional(target, "smaps", target.process().smaps())?.map(|maps| summarize_mappings(maps.0));
     let cgroup = cgroup::read(target, cgroup_root);
     if !target.is_alive() {
-        return Err(CaptureError::TargetExited { pid: target.pid(), what: WHAT });
+        return Err(CaptureError::TargetExited {
+            pid: target.pid(),
+            what: WHAT,
+        });
     }
     Ok(MemorySample {
         status,
@@ -168,7 +175,11 @@ pub fn capture(target: &Target, cgroup_root: Option<&Path>) -> Result<MemorySamp
 
 /// An optional file: a permission or availability problem is recorded as the reason; the
 /// target exiting or malformed content is an error.
-fn optional<T>(target: &Target, file: &str, result: procfs::ProcResult<T>) -> Result<Result<T, String>, CaptureError> {
+fn optional<T>(
+    target: &Target,
+    file: &str,
+    result: procfs::ProcResult<T>,
+) -> Result<Result<T, String>, CaptureError> {
     match result {
         Ok(value) => Ok(Ok(value)),
         Err(e) => match target.proc_error(file, WHAT, e) {
@@ -176,7 +187,9 @@ fn optional<T>(target: &Target, file: &str, result: procfs::ProcResult<T>) -> Re
                 "permission denied reading {}: needs the target's user, root or CAP_SYS_PTRACE",
                 path.display()
             ))),
-            CaptureError::Io { path, source } => Ok(Err(format!("cannot read {}: {source}", path.display()))),
+            CaptureError::Io { path, source } => {
+                Ok(Err(format!("cannot read {}: {source}", path.display())))
+            }
             other => Err(other),
         },
     }
@@ -202,7 +215,10 @@ fn summarize_mappings(maps: Vec<procfs::process::MemoryMap>) -> MappingSummary {
         .collect();
     all.sort_by(|a, b| b.rss.cmp(&a.rss).then_with(|| a.address.cmp(&b.address)));
     all.truncate(TOP_MAPPINGS);
-    MappingSummary { count, top_by_rss: all }
+    MappingSummary {
+        count,
+        top_by_rss: all,
+    }
 }
 
 fn perms_text(perms: MMPermissions) -> String {
@@ -211,7 +227,11 @@ fn perms_text(perms: MMPermissions) -> String {
         flag(MMPermissions::READ, 'r'),
         flag(MMPermissions::WRITE, 'w'),
         flag(MMPermissions::EXECUTE, 'x'),
-        if perms.contains(MMPermissions::SHARED) { 's' } else { 'p' },
+        if perms.contains(MMPermissions::SHARED) {
+            's'
+        } else {
+            'p'
+        },
     ]
     .into_iter()
     .collect()

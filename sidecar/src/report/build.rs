@@ -66,22 +66,34 @@ fn target_section(manifest: &Manifest) -> Section {
     let mut rows = vec![
         vec!["pid".into(), t.pid.to_string()],
         vec!["name".into(), t.name.clone()],
-        vec!["executable".into(), t.exe.clone().unwrap_or_else(|| "(not readable)".into())],
+        vec![
+            "executable".into(),
+            t.exe.clone().unwrap_or_else(|| "(not readable)".into()),
+        ],
         vec!["command line".into(), t.command_line.join(" ")],
         vec![
             "started".into(),
-            t.start_time.map_or("–".into(), |s| s.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+            t.start_time.map_or("–".into(), |s| {
+                s.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+            }),
         ],
         vec!["uid".into(), t.uid.to_string()],
     ];
     if t.ns_pid.len() > 1 {
         rows.push(vec![
             "pid in its namespaces".into(),
-            t.ns_pid.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" → "),
+            t.ns_pid
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(" → "),
         ]);
     }
     rows.extend(t.cgroups.iter().map(|c| vec!["cgroup".into(), c.clone()]));
-    rows.push(vec!["captured by".into(), format!("{} {}", manifest.tool.name, manifest.tool.version)]);
+    rows.push(vec![
+        "captured by".into(),
+        format!("{} {}", manifest.tool.name, manifest.tool.version),
+    ]);
     Section {
         title: "Target".into(),
         table: table(&["", ""], rows),
@@ -92,11 +104,18 @@ fn target_section(manifest: &Manifest) -> Section {
 fn trends_section(summary: &Summary) -> Section {
     let x: Vec<f64> = summary.samples.iter().map(|s| s.offset_seconds).collect();
     let values = |f: &dyn Fn(&SampleCounts) -> Option<u64>| -> Option<Vec<f64>> {
-        summary.samples.iter().map(|s| f(s).map(|v| v as f64)).collect()
+        summary
+            .samples
+            .iter()
+            .map(|s| f(s).map(|v| v as f64))
+            .collect()
     };
     let mut charts = Vec::new();
     if let Some(total) = values(&|s| s.fds.as_ref().map(|f| f.total)) {
-        let limit = summary.samples.last().and_then(|s| s.fds.as_ref()?.soft_limit);
+        let limit = summary
+            .samples
+            .last()
+            .and_then(|s| s.fds.as_ref()?.soft_limit);
         let peak = total.iter().cloned().fold(0.0, f64::max);
         charts.push(Chart {
             title: "Open fds".into(),
@@ -104,7 +123,10 @@ fn trends_section(summary: &Summary) -> Section {
             series: vec![("fds".into(), total)],
             bytes: false,
             // Only draw the limit when it is close enough to matter on the same scale.
-            limit: limit.map(|l| l as f64).filter(|l| peak >= l * 0.5).map(|l| ("soft limit".into(), l)),
+            limit: limit
+                .map(|l| l as f64)
+                .filter(|l| peak >= l * 0.5)
+                .map(|l| ("soft limit".into(), l)),
         });
         let mut changed: Vec<_> = summary
             .growth
@@ -119,7 +141,12 @@ fn trends_section(summary: &Summary) -> Section {
                 x: x.clone(),
                 series: changed
                     .iter()
-                    .map(|(group, g)| (group.to_string(), g.values.iter().map(|v| *v as f64).collect()))
+                    .map(|(group, g)| {
+                        (
+                            group.to_string(),
+                            g.values.iter().map(|v| *v as f64).collect(),
+                        )
+                    })
                     .collect(),
                 bytes: false,
                 limit: None,
@@ -145,7 +172,10 @@ fn trends_section(summary: &Summary) -> Section {
         });
     }
     if let Some(working_set) = values(&|s| s.memory.as_ref()?.cgroup_working_set_bytes) {
-        let limit = summary.samples.last().and_then(|s| s.memory.as_ref()?.cgroup_limit_bytes);
+        let limit = summary
+            .samples
+            .last()
+            .and_then(|s| s.memory.as_ref()?.cgroup_limit_bytes);
         charts.push(Chart {
             title: "Cgroup working set".into(),
             x,
@@ -160,12 +190,26 @@ fn trends_section(summary: &Summary) -> Section {
         .filter(|g| g.delta != 0)
         .map(|g| {
             let bytes = g.metric.ends_with("Bytes");
-            let fmt = |v: u64| if bytes { units::bytes(v) } else { units::count(v) };
+            let fmt = |v: u64| {
+                if bytes {
+                    units::bytes(v)
+                } else {
+                    units::count(v)
+                }
+            };
             vec![
                 g.metric.clone(),
-                g.values.iter().map(|v| fmt(*v)).collect::<Vec<_>>().join(" → "),
+                g.values
+                    .iter()
+                    .map(|v| fmt(*v))
+                    .collect::<Vec<_>>()
+                    .join(" → "),
                 if bytes {
-                    format!("{}{}", if g.delta < 0 { "-" } else { "+" }, units::bytes(g.delta.unsigned_abs()))
+                    format!(
+                        "{}{}",
+                        if g.delta < 0 { "-" } else { "+" },
+                        units::bytes(g.delta.unsigned_abs())
+                    )
                 } else {
                     format!("{:+}", g.delta)
                 },
@@ -179,10 +223,14 @@ fn trends_section(summary: &Summary) -> Section {
         .collect::<Vec<_>>();
     Section {
         title: "Trends".into(),
-        note: rows.is_empty().then(|| "Nothing changed between the samples.".to_string()),
+        note: rows
+            .is_empty()
+            .then(|| "Nothing changed between the samples.".to_string()),
         charts,
         table: (!rows.is_empty()).then(|| Table {
-            headers: ["metric", "per sample", "change", "rate"].map(String::from).to_vec(),
+            headers: ["metric", "per sample", "change", "rate"]
+                .map(String::from)
+                .to_vec(),
             rows,
         }),
     }
@@ -197,7 +245,9 @@ fn samples_section(summary: &Summary) -> Section {
                 (s.index + 1).to_string(),
                 format!("+{:.1} s", s.offset_seconds),
                 s.fds.as_ref().map_or("–".into(), |f| units::count(f.total)),
-                s.threads.as_ref().map_or("–".into(), |t| units::count(t.total)),
+                s.threads
+                    .as_ref()
+                    .map_or("–".into(), |t| units::count(t.total)),
                 opt_bytes(s.memory.as_ref().and_then(|m| m.rss_bytes)),
                 opt_bytes(s.memory.as_ref().and_then(|m| m.cgroup_working_set_bytes)),
             ]
@@ -205,7 +255,10 @@ fn samples_section(summary: &Summary) -> Section {
         .collect();
     Section {
         title: "Samples".into(),
-        table: table(&["#", "at", "fds", "threads", "RSS", "cgroup working set"], rows),
+        table: table(
+            &["#", "at", "fds", "threads", "RSS", "cgroup working set"],
+            rows,
+        ),
         ..Section::default()
     }
 }
@@ -234,7 +287,9 @@ fn fds_section(sample: &FdSample) -> Section {
         )),
         table: table(
             &["kind", "count"],
-            rows.into_iter().map(|(group, n)| vec![group, units::count(n)]).collect(),
+            rows.into_iter()
+                .map(|(group, n)| vec![group, units::count(n)])
+                .collect(),
         ),
         ..Section::default()
     }
@@ -244,7 +299,14 @@ fn peers_section(sample: &FdSample) -> Option<Section> {
     let mut peers: BTreeMap<(String, String), u64> = BTreeMap::new();
     for socket in sample.fds.iter().filter_map(|e| e.socket.as_ref()) {
         if let Some(remote) = &socket.remote {
-            let key = (remote.clone(), format!("{} {}", socket.protocol.name(), socket.state.clone().unwrap_or_default()));
+            let key = (
+                remote.clone(),
+                format!(
+                    "{} {}",
+                    socket.protocol.name(),
+                    socket.state.clone().unwrap_or_default()
+                ),
+            );
             *peers.entry(key).or_insert(0) += 1;
         }
     }
@@ -258,7 +320,9 @@ fn peers_section(sample: &FdSample) -> Option<Section> {
         title: "Connected sockets by peer (last sample)".into(),
         table: table(
             &["peer", "protocol and state", "sockets"],
-            rows.into_iter().map(|((peer, state), n)| vec![peer, state, units::count(n)]).collect(),
+            rows.into_iter()
+                .map(|((peer, state), n)| vec![peer, state, units::count(n)])
+                .collect(),
         ),
         ..Section::default()
     })
@@ -266,7 +330,9 @@ fn peers_section(sample: &FdSample) -> Option<Section> {
 
 fn threads_section(sample: &ThreadSample) -> Section {
     let mut threads: Vec<_> = sample.threads.iter().collect();
-    threads.sort_by(|a, b| (b.user_seconds + b.system_seconds).total_cmp(&(a.user_seconds + a.system_seconds)));
+    threads.sort_by(|a, b| {
+        (b.user_seconds + b.system_seconds).total_cmp(&(a.user_seconds + a.system_seconds))
+    });
     let mut states: BTreeMap<&str, u64> = BTreeMap::new();
     for t in &sample.threads {
         *states.entry(t.state.as_str()).or_insert(0) += 1;
@@ -296,10 +362,23 @@ fn threads_section(sample: &ThreadSample) -> Section {
         note: Some(format!(
             "{} threads by state: {}.",
             units::count(sample.threads.len() as u64),
-            states.iter().map(|(s, n)| format!("{s} {n}")).collect::<Vec<_>>().join(", ")
+            states
+                .iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
         table: table(
-            &["tid", "name", "state", "wchan", "syscall", "user s", "system s", "switches (vol / invol)"],
+            &[
+                "tid",
+                "name",
+                "state",
+                "wchan",
+                "syscall",
+                "user s",
+                "system s",
+                "switches (vol / invol)",
+            ],
             rows,
         ),
         ..Section::default()
@@ -331,16 +410,30 @@ fn memory_sections(sample: &MemorySample) -> Vec<Section> {
         }),
         table: table(
             &["field", "value"],
-            fields.iter().map(|(name, v)| vec![name.to_string(), opt_bytes(*v)]).collect(),
+            fields
+                .iter()
+                .map(|(name, v)| vec![name.to_string(), opt_bytes(*v)])
+                .collect(),
         ),
         ..Section::default()
     }];
     if let Some(maps) = sample.mappings.value() {
         sections.push(Section {
             title: "Largest mappings by RSS".into(),
-            note: Some(format!("{} mappings in all.", units::count(maps.count as u64))),
+            note: Some(format!(
+                "{} mappings in all.",
+                units::count(maps.count as u64)
+            )),
             table: table(
-                &["address", "perms", "path", "size", "RSS", "anonymous", "swap"],
+                &[
+                    "address",
+                    "perms",
+                    "path",
+                    "size",
+                    "RSS",
+                    "anonymous",
+                    "swap",
+                ],
                 maps.top_by_rss
                     .iter()
                     .map(|m| {
@@ -368,15 +461,21 @@ fn memory_sections(sample: &MemorySample) -> Vec<Section> {
                     vec!["cgroup".into(), format!("v{} {}", c.version, c.path)],
                     vec!["usage".into(), units::bytes(c.usage_bytes)],
                     vec!["working set".into(), units::bytes(c.working_set_bytes)],
-                    vec!["own limit".into(), c.limit_bytes.map_or("none".into(), units::bytes)],
+                    vec![
+                        "own limit".into(),
+                        c.limit_bytes.map_or("none".into(), units::bytes),
+                    ],
                     vec![
                         "effective limit".into(),
-                        c.effective_limit
-                            .as_ref()
-                            .map_or("none".into(), |l| format!("{} (set on {})", units::bytes(l.bytes), l.set_by.display())),
+                        c.effective_limit.as_ref().map_or("none".into(), |l| {
+                            format!("{} (set on {})", units::bytes(l.bytes), l.set_by.display())
+                        }),
                     ],
                     vec!["peak".into(), opt_bytes(c.peak_bytes)],
-                    vec!["OOM kills".into(), c.oom_kills.map_or("–".into(), units::count)],
+                    vec![
+                        "OOM kills".into(),
+                        c.oom_kills.map_or("–".into(), units::count),
+                    ],
                 ],
             ),
             ..Section::default()

@@ -11,19 +11,31 @@ const LEFT: f64 = 78.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 34.0;
-const COLORS: [&str; 6] = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
+const COLORS: [&str; 6] = [
+    "#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2",
+];
 
 /// Renders a chart as an `<svg>` element with a legend.
 pub(super) fn svg(chart: &Chart) -> String {
     let x_max = chart.x.iter().cloned().fold(0.0, f64::max).max(1e-9);
-    let mut y_max = chart.series.iter().flat_map(|(_, v)| v.iter().cloned()).fold(0.0, f64::max);
+    let mut y_max = chart
+        .series
+        .iter()
+        .flat_map(|(_, v)| v.iter().cloned())
+        .fold(0.0, f64::max);
     if let Some((_, limit)) = &chart.limit {
         y_max = y_max.max(*limit);
     }
     let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.08 };
     let px = |x: f64| LEFT + x / x_max * (WIDTH - LEFT - RIGHT);
     let py = |y: f64| TOP + (1.0 - y / y_max) * (HEIGHT - TOP - BOTTOM);
-    let label = |v: f64| if chart.bytes { units::bytes(v.max(0.0) as u64) } else { units::count(v.max(0.0).round() as u64) };
+    let label = |v: f64| {
+        if chart.bytes {
+            units::bytes(v.max(0.0) as u64)
+        } else {
+            units::count(v.max(0.0).round() as u64)
+        }
+    };
 
     let mut out = String::new();
     let _ = write!(
@@ -66,7 +78,12 @@ pub(super) fn svg(chart: &Chart) -> String {
     }
     for (i, (name, values)) in chart.series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let points: Vec<String> = chart.x.iter().zip(values).map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y))).collect();
+        let points: Vec<String> = chart
+            .x
+            .iter()
+            .zip(values)
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
         let _ = write!(
             out,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"><title>{}</title></polyline>"#,

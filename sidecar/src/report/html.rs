@@ -23,9 +23,18 @@ pub(super) fn render(doc: &Document) -> String {
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
         esc(&doc.title)
     );
-    let _ = write!(out, "<h1>{}</h1><p class=\"sub\">{}</p>", esc(&doc.title), esc(&doc.subtitle));
+    let _ = write!(
+        out,
+        "<h1>{}</h1><p class=\"sub\">{}</p>",
+        esc(&doc.title),
+        esc(&doc.subtitle)
+    );
     if let Some(reason) = &doc.partial {
-        let _ = write!(out, "<p class=\"partial\"><strong>Partial capture:</strong> {}</p>", esc(reason));
+        let _ = write!(
+            out,
+            "<p class=\"partial\"><strong>Partial capture:</strong> {}</p>",
+            esc(reason)
+        );
     }
     out.push_str("<h2>Findings</h2>");
     if doc.findings.is_empty() {
@@ -48,7 +57,12 @@ pub(super) fn render(doc: &Document) -> String {
         if !section.charts.is_empty() {
             out.push_str("<div class=\"charts\">");
             for c in &section.charts {
-                let _ = write!(out, "<figure><figcaption>{}</figcaption>{}</figure>", esc(&c.title), chart::svg(c));
+                let _ = write!(
+                    out,
+                    "<figure><figcaption>{}</figcaption>{}</figure>",
+                    esc(&c.title),
+                    chart::svg(c)
+                );
             }
             out.push_str("</div>");
         }

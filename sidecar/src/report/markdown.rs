@@ -16,7 +16,13 @@ pub(super) fn render(doc: &Document) -> String {
         out.push_str("No findings: nothing crossed a threshold.\n");
     }
     for f in &doc.findings {
-        let _ = writeln!(out, "- **{}** `{}`: {}", f.severity.name().to_uppercase(), f.code, f.message);
+        let _ = writeln!(
+            out,
+            "- **{}** `{}`: {}",
+            f.severity.name().to_uppercase(),
+            f.code,
+            f.message
+        );
     }
     for section in &doc.sections {
         let _ = writeln!(out, "\n## {}\n", section.title);
@@ -32,10 +38,23 @@ pub(super) fn render(doc: &Document) -> String {
             out.push('\n');
         }
         if let Some(table) = &section.table {
-            let _ = writeln!(out, "| {} |", table.headers.iter().map(|h| cell(h)).collect::<Vec<_>>().join(" | "));
+            let _ = writeln!(
+                out,
+                "| {} |",
+                table
+                    .headers
+                    .iter()
+                    .map(|h| cell(h))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
             let _ = writeln!(out, "|{}", "---|".repeat(table.headers.len()));
             for row in &table.rows {
-                let _ = writeln!(out, "| {} |", row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | "));
+                let _ = writeln!(
+                    out,
+                    "| {} |",
+                    row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
+                );
             }
         }
     }

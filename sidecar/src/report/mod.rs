@@ -80,5 +80,5 @@ pub fn html(manifest: &Manifest, summary: &Summary, data: &CaptureData) -> Strin
 /// procshot, and rewrites `summary.json`, both reports and the manifest's file list.
 pub fn rerender(dir: &Path) -> Result<Summary, OutputError> {
     let (mut manifest, data) = artifacts::load(dir)?;
-    artifacts::finish(dir, &mut manifest, &data)
+    artifacts::rewrite_results(dir, &mut manifest, &data)
 }

@@ -25,7 +25,8 @@ pub fn fixture_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fixture.c");
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixture-{}", std::process::id()));
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixture-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let binary = dir.join("fixture");
         let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
@@ -70,7 +71,9 @@ impl Fixture {
         let mut child = command.spawn().expect("start fixture");
         let stdin = child.stdin.take();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let json = line
             .strip_prefix("READY ")
             .unwrap_or_else(|| panic!("fixture {args:?} did not get ready: {line:?}"));
@@ -129,9 +132,15 @@ impl Fixture {
 
     /// Asserts that the fixture runs on, with no thread stopped or traced.
     pub fn assert_untouched(&mut self) {
-        assert!(self.child.try_wait().unwrap().is_none(), "the fixture exited");
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "the fixture exited"
+        );
         let states = self.thread_states();
-        assert!(!states.iter().any(|s| matches!(s, 'T' | 't')), "a thread is stopped: {states:?}");
+        assert!(
+            !states.iter().any(|s| matches!(s, 'T' | 't')),
+            "a thread is stopped: {states:?}"
+        );
     }
 
     /// Kills the fixture and waits for it.
@@ -165,7 +174,8 @@ pub fn capture(pid: i32, out: &Path, args: &[&str]) -> Output {
 
 /// Reads a JSON file of a capture directory.
 pub fn read_json(dir: &Path, name: &str) -> Value {
-    let text = std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
+    let text =
+        std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -201,7 +211,10 @@ pub fn findings(dir: &Path) -> Vec<(String, String, String)> {
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
     while !condition() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

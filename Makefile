@@ -1,0 +1,35 @@
+# procshot: the targets users and CI run. `make help` lists them.
+
+CARGO ?= cargo
+PROCSHOT := target/release/procshot
+
+.PHONY: help build demo test test-deps lint bench clean
+
+help:
+	@echo "make demo   build, capture a bundled leaking process (3 samples) and print its findings"
+	@echo "make test   install what the tests need, then lint and run every test (needs root)"
+	@echo "make bench  compare procshot with lsof, ls and a C floor on a 20,000-fd process"
+	@echo "make build  build the release binary ($(PROCSHOT))"
+
+build:
+	$(CARGO) build --release --locked -p procshot
+
+demo: build
+	scripts/demo.sh
+
+test-deps:
+	scripts/install-test-deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test: test-deps lint
+	scripts/run-tests.sh
+
+bench: build
+	scripts/install-bench-deps.sh
+	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/fd_table.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler for the
+# fixtures the tests build from source, and util-linux's setpriv (runs procshot as an
+# unprivileged user in one test). Rust itself (cargo, clippy, rustfmt) comes from rustup.
+set -euo pipefail
+
+missing=()
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+command -v setpriv >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-test-deps: need ${missing[*]}; run as root or install them" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+for tool in cargo-clippy rustfmt; do
+    command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is missing: rustup component add clippy rustfmt" >&2; exit 1; }
+done
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps: warning: the tests read other processes' /proc and create cgroups; as a non-root user they fail" >&2
+fi
