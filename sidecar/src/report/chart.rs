@@ -26,7 +26,13 @@ pub(super) fn svg(chart: &Chart) -> String {
     if let Some((_, limit)) = &chart.limit {
         y_max = y_max.max(*limit);
     }
-    let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.08 };
+    // Four gridline steps; for counts, whole-number steps so that labels never repeat.
+    let step = if chart.bytes {
+        (y_max * 1.08 / 4.0).max(1.0)
+    } else {
+        (y_max * 1.08 / 4.0).ceil().max(1.0)
+    };
+    let y_max = step * 4.0;
     let px = |x: f64| LEFT + x / x_max * (WIDTH - LEFT - RIGHT);
     let py = |y: f64| TOP + (1.0 - y / y_max) * (HEIGHT - TOP - BOTTOM);
     let label = |v: f64| {
@@ -43,8 +49,8 @@ pub(super) fn svg(chart: &Chart) -> String {
         r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}">"#,
         html_escape::encode_double_quoted_attribute(&chart.title)
     );
-    for step in 0..=4 {
-        let value = y_max / 1.08 * f64::from(step) / 4.0;
+    for tick in 0..=4 {
+        let value = step * f64::from(tick);
         let y = py(value);
         let _ = write!(
             out,
@@ -102,18 +108,15 @@ pub(super) fn svg(chart: &Chart) -> String {
             );
         }
     }
-    out.push_str("</svg>");
-    if chart.series.len() > 1 {
-        out.push_str(r#"<div class="legend">"#);
-        for (i, (name, _)) in chart.series.iter().enumerate() {
-            let _ = write!(
-                out,
-                r#"<span><i style="background:{}"></i>{}</span>"#,
-                COLORS[i % COLORS.len()],
-                html_escape::encode_text(name)
-            );
-        }
-        out.push_str("</div>");
+    out.push_str(r#"</svg><div class="legend">"#);
+    for (i, (name, _)) in chart.series.iter().enumerate() {
+        let _ = write!(
+            out,
+            r#"<span><i style="background:{}"></i>{}</span>"#,
+            COLORS[i % COLORS.len()],
+            html_escape::encode_text(name)
+        );
     }
+    out.push_str("</div>");
     out
 }

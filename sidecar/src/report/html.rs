@@ -12,7 +12,7 @@ h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;bor
 th{background:#f9fafb}.finding{border-left:4px solid;padding:.4rem .8rem;margin:.4rem 0;background:#f9fafb}\
 .critical{border-color:#991b1b}.warning{border-color:#d97706}.info{border-color:#2563eb}.sev{font-weight:600;text-transform:uppercase;font-size:.8rem}\
 code{background:#f3f4f6;padding:0 .2rem}.partial{background:#fef3c7;padding:.5rem .8rem}.charts{display:flex;flex-wrap:wrap;gap:1rem}\
-figure{margin:0}figcaption{font-weight:600}.chart{width:560px;max-width:100%;height:auto}.axis{font-size:11px;fill:#6b7280}\
+figure{margin:0;flex:1 1 460px;max-width:560px}figcaption{font-weight:600}.chart{width:100%;height:auto}.axis{font-size:11px;fill:#6b7280}\
 .limit{font-size:11px;fill:#991b1b}.legend span{margin-right:1rem;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}";
 
 /// Renders the document as HTML.
