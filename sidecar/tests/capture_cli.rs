@@ -129,13 +129,7 @@ fn assert_manifest_hashes(dir: &Path) {
 fn report_rerenders_an_existing_capture() {
     support::require_root();
     let fixture = Fixture::start(&["leak", "timerfd", "20"]);
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("capture");
-    support::assert_success(&support::capture(
-        fixture.pid(),
-        &dir,
-        &["--samples", "2", "--interval", "1s"],
-    ));
+    let (_out, dir) = support::capture_ok(fixture.pid(), &["--samples", "2", "--interval", "1s"]);
     drop(fixture);
     let before = support::read_json(&dir, "summary.json");
     std::fs::remove_file(dir.join("report.html")).unwrap();
@@ -172,9 +166,7 @@ fn secrets_on_the_command_line_never_reach_the_capture() {
         "tok-5ecret",
         "DSN=postgres://app:pw-s3cr3t@db/shop",
     ]);
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("capture");
-    support::assert_success(&support::capture(fixture.pid(), &dir, &["--samples", "1"]));
+    let (_out, dir) = support::capture_ok(fixture.pid(), &["--samples", "1"]);
     let manifest = support::read_json(&dir, "manifest.json");
     let argv: Vec<&str> = manifest["target"]["commandLine"]
         .as_array()
@@ -392,4 +384,29 @@ fn bad_flags_are_usage_errors() {
         .output()
         .unwrap();
     assert_fails(&output, 2, "--interval");
+}
+
+#[test]
+fn a_deadline_shorter_than_the_sampling_ends_the_capture_partial() {
+    support::require_root();
+    let fixture = Fixture::start(&["steady"]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    let output = support::capture(
+        fixture.pid(),
+        &dir,
+        &["--samples", "5", "--interval", "1s", "--timeout", "1500ms"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest = support::read_json(&dir, "manifest.json");
+    assert_eq!(
+        manifest["partial"].as_str(),
+        Some("the deadline of 1s 500ms passed after 2 of 5 samples")
+    );
+    assert_eq!(manifest["samplesTaken"].as_u64(), Some(2));
 }

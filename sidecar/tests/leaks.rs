@@ -126,13 +126,7 @@ fn leaked_close_wait_sockets_are_found_with_their_peer() {
     support::require_root();
     let fixture = Fixture::start(&["leak", "socket-close-wait", "20"]);
     let port = fixture.get("tcp_port").as_u64().unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("capture");
-    support::assert_success(&support::capture(
-        fixture.pid(),
-        &dir,
-        &["--samples", "3", "--interval", "1s"],
-    ));
+    let (_out, dir) = support::capture_ok(fixture.pid(), &["--samples", "3", "--interval", "1s"]);
     let findings = support::findings(&dir);
     let peer = format!("127.0.0.1:{port}");
 
@@ -176,13 +170,10 @@ fn a_leak_close_to_the_limit_is_critical() {
     support::require_root();
     // A soft limit of 64 fds, leaking 20 per second: the limit is seconds away.
     let fixture = Fixture::start_prepared(&["leak", "eventfd", "20"], "ulimit -S -n 64");
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("capture");
-    support::assert_success(&support::capture(
+    let (_out, dir) = support::capture_ok(
         fixture.pid(),
-        &dir,
         &["--samples", "2", "--interval", "1s", "--capture", "fds"],
-    ));
+    );
     let findings = support::findings(&dir);
     let growth = findings
         .iter()

@@ -50,18 +50,8 @@ fn threads_are_listed_with_state_syscall_and_kernel_stack() {
 fn growing_threads_give_thread_growth_naming_the_threads() {
     support::require_root();
     let fixture = Fixture::start(&["threads", "10"]);
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("capture");
-    support::assert_success(&support::capture(
-        fixture.pid(),
-        &dir,
-        &["--samples", "3", "--interval", "1s"],
-    ));
-    let findings = support::findings(&dir);
-    let (severity, _, message) = findings
-        .iter()
-        .find(|f| f.1 == "THREAD_GROWTH")
-        .expect("THREAD_GROWTH");
+    let (_out, dir) = support::capture_ok(fixture.pid(), &["--samples", "3", "--interval", "1s"]);
+    let (severity, message) = support::finding(&dir, "THREAD_GROWTH");
     assert_eq!(severity, "warning");
     assert!(message.contains("growing names: worker-* (+"), "{message}");
     let summary = support::read_json(&dir, "summary.json");
@@ -81,18 +71,11 @@ fn growing_threads_give_thread_growth_naming_the_threads() {
 fn growing_memory_gives_rss_growth() {
     support::require_root();
     let fixture = Fixture::start(&["grow-mem", "40"]);
-    let out = tempfile::tempdir().unwrap();
-    let dir = out.path().join("capture");
-    support::assert_success(&support::capture(
+    let (_out, dir) = support::capture_ok(
         fixture.pid(),
-        &dir,
         &["--samples", "3", "--interval", "1s", "--capture", "memory"],
-    ));
-    let findings = support::findings(&dir);
-    let (severity, _, message) = findings
-        .iter()
-        .find(|f| f.1 == "RSS_GROWTH")
-        .expect("RSS_GROWTH");
+    );
+    let (severity, message) = support::finding(&dir, "RSS_GROWTH");
     assert_eq!(severity, "warning");
     assert!(message.starts_with("resident memory grew"), "{message}");
     let memory = support::read_json(&dir, "memory.json");
@@ -210,11 +193,7 @@ fn a_cgroup_near_its_limit_and_its_oom_kills_are_found() {
         &dir,
         &["--samples", "1", "--capture", "memory"],
     ));
-    let findings = support::findings(&dir);
-    let (severity, _, message) = findings
-        .iter()
-        .find(|f| f.1 == "CGROUP_MEMORY_NEAR_LIMIT")
-        .expect("CGROUP_MEMORY_NEAR_LIMIT");
+    let (severity, message) = support::finding(&dir, "CGROUP_MEMORY_NEAR_LIMIT");
     assert!(
         severity == "warning" || severity == "critical",
         "{severity}"
@@ -245,11 +224,7 @@ fn a_cgroup_near_its_limit_and_its_oom_kills_are_found() {
         &dir,
         &["--samples", "1", "--capture", "memory"],
     ));
-    let findings = support::findings(&dir);
-    let (severity, _, message) = findings
-        .iter()
-        .find(|f| f.1 == "CGROUP_OOM_KILLS")
-        .expect("CGROUP_OOM_KILLS");
+    let (severity, message) = support::finding(&dir, "CGROUP_OOM_KILLS");
     assert_eq!(severity, "warning");
     assert_eq!(
         message,

@@ -172,6 +172,24 @@ pub fn capture(pid: i32, out: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs a capture into a new temporary directory and asserts it succeeded; returns the
+/// directory's owner (keep it alive) and the capture directory.
+pub fn capture_ok(pid: i32, args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    assert_success(&capture(pid, &dir, args));
+    (out, dir)
+}
+
+/// The first finding with `code`, as (severity, message).
+pub fn finding(dir: &Path, code: &str) -> (String, String) {
+    let all = findings(dir);
+    all.iter()
+        .find(|(_, c, _)| c == code)
+        .map(|(severity, _, message)| (severity.clone(), message.clone()))
+        .unwrap_or_else(|| panic!("no {code} finding: {all:?}"))
+}
+
 /// Reads a JSON file of a capture directory.
 pub fn read_json(dir: &Path, name: &str) -> Value {
     let text =
