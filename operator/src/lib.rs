@@ -1,5 +1,13 @@
-//! procshot-operator: the Kubernetes side of procshot.
+//! procshot-operator: runs procshot captures for `DebugSession` resources.
 //!
-//! This crate will hold the `DebugSession` API types, the controller and the capture-pod
-//! builder (see `shared/DESIGN.md`). It is intentionally empty until that work lands; the
-//! capture engine it drives lives in the `procshot` crate (`sidecar/`).
+//! The pipeline per session: resolve the target pods (read) → validate against policy →
+//! build the capture pods (pure, [`capture_pod`]) → create them → fold their termination
+//! summaries into the session's status.
+
+pub mod api;
+pub mod capture_pod;
+pub mod config;
+pub mod controller;
+pub mod http;
+pub mod metrics;
+pub mod plan;

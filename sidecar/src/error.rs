@@ -23,6 +23,8 @@ pub mod exit_code {
     pub const MALFORMED: u8 = 7;
     /// An existing capture directory given to `procshot report` is missing files or invalid.
     pub const BAD_CAPTURE_DIR: u8 = 8;
+    /// `procshot locate`: no process of the container was found before the timeout.
+    pub const TARGET_NOT_LOCATED: u8 = 9;
 }
 
 /// What can go wrong while reading the target.
@@ -143,4 +145,122 @@ impl OutputError {
             _ => exit_code::OUTPUT,
         }
     }
+}
+
+/// A `--pod-uid` or `--container-id` that cannot name a Kubernetes pod or container.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The container ID lacks its `RUNTIME://` prefix.
+    #[error(
+        "container ID {given:?} has no RUNTIME:// prefix: give it exactly as the pod status \
+         shows it (kubectl get pod POD -o jsonpath='{{.status.containerStatuses[*].containerID}}'), \
+         for example containerd://<64 hex digits>"
+    )]
+    MissingRuntime {
+        /// What was given.
+        given: String,
+    },
+    /// The runtime before `://` is not one procshot knows the cgroup naming of.
+    #[error(
+        "container ID {given:?} names runtime {runtime:?}: procshot knows the cgroup names of \
+         containerd, cri-o and docker only"
+    )]
+    UnknownRuntime {
+        /// What was given.
+        given: String,
+        /// The runtime part.
+        runtime: String,
+    },
+    /// The part after `://` is not a full container ID.
+    #[error(
+        "container ID {given:?} is not a full ID: {detail} (a container ID is 64 lowercase hex \
+         digits; a short or truncated ID could match the wrong container, so it is refused)"
+    )]
+    BadContainerId {
+        /// What was given.
+        given: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The pod UID is not a UUID (nor a static pod's 32-hex-digit config hash).
+    #[error(
+        "pod UID {given:?} is not a pod UID: {detail} (give metadata.uid, a UUID such as \
+         8f6c2d4e-1b2a-4c3d-9e8f-0a1b2c3d4e5f; for a static pod, its \
+         kubernetes.io/config.hash annotation)"
+    )]
+    BadPodUid {
+        /// What was given.
+        given: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+impl IdError {
+    /// The process exit code for this error: it is a usage error.
+    pub fn exit_code(&self) -> u8 {
+        exit_code::USAGE
+    }
+}
+
+/// What can go wrong while locating a container's processes.
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    /// No process of the container was found before the timeout.
+    #[error(transparent)]
+    NotLocated(Box<NotLocated>),
+    /// The proc root itself could not be listed.
+    #[error(
+        "cannot list {path}: {source} (--proc-root must be a procfs mount, the node's /proc; \
+         run as root)"
+    )]
+    ProcRoot {
+        /// The proc root.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl LocateError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::NotLocated(_) => exit_code::TARGET_NOT_LOCATED,
+            Self::ProcRoot { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                exit_code::PERMISSION_DENIED
+            }
+            Self::ProcRoot { .. } => exit_code::INTERNAL,
+        }
+    }
+}
+
+/// No process of the container was found before the timeout: what was looked for, how
+/// long, and what came close.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no process of container {container_id} in pod {pod_uid} found under {proc_root} \
+     after {waited} ({scans} scan(s), {processes} processes in the last one). {hint}Check \
+     that the container is running and has not restarted (its ID changes on every \
+     restart: kubectl get pod POD -o jsonpath='{{.status.containerStatuses}}'), that the \
+     pod UID and container ID come from the same pod, that this pod runs with \
+     hostPID: true, and that --proc-root is the node's /proc"
+)]
+pub struct NotLocated {
+    /// The container ID as given.
+    pub container_id: String,
+    /// The pod UID as given.
+    pub pod_uid: String,
+    /// Where procfs was scanned.
+    pub proc_root: PathBuf,
+    /// How long procshot kept scanning, humanly formatted.
+    pub waited: String,
+    /// How many scans were made.
+    pub scans: usize,
+    /// Processes seen in the last scan.
+    pub processes: usize,
+    /// What the last scan saw that comes close, as sentences ending in `". "`; empty
+    /// when nothing came close.
+    pub hint: String,
 }

@@ -1,8 +1,9 @@
 //! procshot: capture the evidence of a sick process (open file descriptors, threads and
 //! memory) from `/proc`, several samples apart, and say what is wrong with it.
 //!
-//! The library is the engine; the `procshot` binary is a thin CLI over [`capture::run`]
-//! and [`report::rerender`]. Nothing here ever writes to, signals or stops the target:
+//! The library is the engine; the `procshot` binary is a thin CLI over [`capture::run`],
+//! [`report::rerender`] and [`locate::locate`] (which finds a Kubernetes container's host
+//! pids). Nothing here ever writes to, signals or stops the target:
 //! every capture only reads `/proc/PID/…` and the target's cgroup files.
 
 pub mod analysis;
@@ -10,6 +11,7 @@ pub mod artifacts;
 pub mod capture;
 pub mod error;
 pub mod fds;
+pub mod locate;
 pub mod memory;
 pub mod redact;
 pub mod report;

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use procshot::analysis::{Finding, Summary};
 use procshot::capture::{self, CaptureKind, CaptureOptions};
 use procshot::error::exit_code;
+use procshot::locate::ids::{ContainerId, PodUid};
+use procshot::locate::{self, LocateOptions};
 use procshot::report;
 
 /// Capture the evidence of a sick process (open fds, threads, memory) before it is restarted.
@@ -28,6 +30,9 @@ enum Command {
         /// The capture directory.
         dir: PathBuf,
     },
+    /// Find the host pids of a Kubernetes container from its pod UID and container ID, by
+    /// scanning /proc/*/cgroup, and write them to a JSON file.
+    Locate(LocateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,11 +69,33 @@ struct CaptureArgs {
     cgroup_root: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+struct LocateArgs {
+    /// The pod's UID (metadata.uid; for a static pod, its kubernetes.io/config.hash
+    /// annotation).
+    #[arg(long, value_name = "UID")]
+    pod_uid: PodUid,
+    /// The container's ID as the pod status shows it: containerd://, cri-o:// or docker://
+    /// and 64 hex digits.
+    #[arg(long, value_name = "RUNTIME://ID")]
+    container_id: ContainerId,
+    /// Where to write the result (JSON; replaced if it exists).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Where procfs is mounted (the node's /proc: the pod needs hostPID: true).
+    #[arg(long, default_value = "/proc")]
+    proc_root: PathBuf,
+    /// Keep scanning this long while the container is not found (it may be starting).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Capture(args) => run_capture(args),
         Command::Report { dir } => run_report(&dir),
+        Command::Locate(args) => run_locate(args),
     }
 }
 
@@ -123,6 +150,28 @@ fn run_report(dir: &Path) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+fn run_locate(args: LocateArgs) -> ExitCode {
+    let options = LocateOptions {
+        pod_uid: args.pod_uid,
+        container_id: args.container_id,
+        proc_root: args.proc_root,
+        timeout: args.timeout,
+    };
+    let located = match locate::locate(&options, &mut |line| eprintln!("procshot: {line}")) {
+        Ok(located) => located,
+        Err(e) => {
+            eprintln!("procshot: error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    if let Err(e) = locate::write_target(&args.out, &located) {
+        eprintln!("procshot: error: {e}");
+        return ExitCode::from(e.exit_code());
+    }
+    println!("{}", located.summary(&args.out));
+    ExitCode::SUCCESS
 }
 
 fn print_summary(summary: &Summary, dir: &Path) {

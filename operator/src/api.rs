@@ -1,0 +1,241 @@
+//! The `DebugSession` API (`procshot.dev/v1alpha1`): what an on-call engineer asks for, and
+//! the status the operator fills in. Cross-field rules live in the schema as CEL
+//! (`x-kubernetes-validations`), so the API server refuses a bad spec with a message that
+//! says what to fix.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A request to capture the evidence of one or more pods in the session's own namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "procshot.dev",
+    version = "v1alpha1",
+    kind = "DebugSession",
+    namespaced,
+    status = "DebugSessionStatus",
+    shortname = "dbg",
+    category = "procshot",
+    doc = "Captures open fds, threads and memory of a running pod several samples apart, and reports findings.",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.target.pod"}"#,
+    printcolumn = r#"{"name":"Finding","type":"string","jsonPath":".status.topFinding"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("self.metadata.name.size() <= 52").message("metadata.name must be at most 52 characters (capture pod names are derived from it)")
+)]
+#[x_kube(
+    validation = Rule::new("self.samples == 1 || has(self.interval)").message("spec.interval is required when spec.samples > 1 (for example interval: 10s)"),
+    validation = Rule::new("self == oldSelf").message("a DebugSession's spec cannot be changed: create a new DebugSession")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugSessionSpec {
+    /// Which pod (or pods) to capture. Must be in the DebugSession's namespace.
+    pub target: TargetSpec,
+    /// What to capture in every sample.
+    #[serde(default = "default_captures")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(min = 1))]
+    pub capture: Vec<CaptureKind>,
+    /// How many samples to take; trends need at least 2.
+    #[serde(default = "default_samples")]
+    #[schemars(range(min = 1, max = 100))]
+    pub samples: u32,
+    /// Time between two samples, as a duration (`500ms`, `10s`, `1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub interval: Option<String>,
+    /// How long the whole capture may take before its pod is stopped (`5m`).
+    #[serde(default = "default_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: String,
+    /// Delete the DebugSession this long after it finished; unset keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub ttl_seconds_after_finished: Option<i64>,
+}
+
+/// The pod to capture: by name, or by label selector.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(
+    validation = Rule::new("has(self.pod) != has(self.selector)").message("set exactly one of spec.target.pod and spec.target.selector"),
+    validation = Rule::new("!has(self.maxPods) || has(self.selector)").message("spec.target.maxPods only applies with spec.target.selector")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSpec {
+    /// Name of the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub pod: Option<String>,
+    /// Pods with these labels (Running ones, oldest first, up to `maxPods`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// How many of the selected pods to capture (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub max_pods: Option<u32>,
+    /// Container to capture; default: the pod's `kubectl.kubernetes.io/default-container`
+    /// annotation, else its first container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// A capture that can be sampled.
+#[derive(
+    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureKind {
+    /// Every open fd with its kind, fdinfo and socket state.
+    Fds,
+    /// Every thread with its state, wait channel, syscall and kernel stack.
+    Threads,
+    /// Memory status, smaps rollup, largest mappings, cgroup memory.
+    Memory,
+}
+
+impl CaptureKind {
+    /// The name `procshot capture --capture` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fds => "fds",
+            Self::Threads => "threads",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+fn default_captures() -> Vec<CaptureKind> {
+    vec![CaptureKind::Fds, CaptureKind::Threads, CaptureKind::Memory]
+}
+
+fn default_samples() -> u32 {
+    3
+}
+
+fn default_timeout() -> String {
+    "5m".to_string()
+}
+
+/// Where a DebugSession is in its life.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Accepted; the capture pod is not running yet.
+    #[default]
+    Pending,
+    /// The capture pod is sampling.
+    Capturing,
+    /// Every capture finished (possibly partial: see the conditions).
+    Succeeded,
+    /// The session could not capture; the `Ready` condition says why.
+    Failed,
+}
+
+impl Phase {
+    /// Whether the session is over.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// What the operator knows of a session.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugSessionStatus {
+    /// Where the session is.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions; `Ready` carries the reason of a failure.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// One entry per captured pod.
+    #[serde(default)]
+    pub targets: Vec<TargetStatus>,
+    /// When the first capture pod was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the session finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Findings of every target, most serious first.
+    #[serde(default)]
+    pub findings: Vec<SessionFinding>,
+    /// The most serious finding in a few words, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_finding: Option<String>,
+}
+
+/// The capture of one pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// The target pod.
+    pub pod: String,
+    /// The target pod's UID.
+    pub pod_uid: String,
+    /// The captured container.
+    pub container: String,
+    /// Its container ID (`containerd://…`).
+    pub container_id: String,
+    /// The node it runs on.
+    pub node: String,
+    /// The capture pod, in the operator's namespace.
+    pub capture_pod: String,
+    /// The target's host pid, once located.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<i32>,
+    /// Where this capture is.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Why it failed or is partial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Samples taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<u32>,
+    /// Headline numbers of the last sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<CaptureCounts>,
+}
+
+/// Headline numbers of a capture's last sample.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CaptureCounts {
+    /// Open fds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds: Option<u64>,
+    /// Soft fd limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd_soft_limit: Option<u64>,
+    /// Threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u64>,
+    /// Resident memory in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Cgroup working set in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_working_set_bytes: Option<u64>,
+    /// Cgroup memory limit in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_limit_bytes: Option<u64>,
+}
+
+/// A finding about one target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionFinding {
+    /// The pod it is about.
+    pub pod: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// Stable code (`FD_GROWTH`, …).
+    pub code: String,
+    /// One sentence with the numbers.
+    pub message: String,
+}

@@ -1,0 +1,175 @@
+//! Folding target results into the session's status: phase, the `Ready` condition,
+//! findings (most serious first) and the top finding shown by `kubectl get`. Pure.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{DebugSessionStatus, Phase, SessionFinding};
+
+/// The condition every session carries.
+pub const READY: &str = "Ready";
+
+/// Longest top finding shown in `kubectl get`.
+const TOP_FINDING_CHARS: usize = 80;
+
+/// Recomputes the session phase from its targets, and the derived fields.
+pub fn aggregate(status: &mut DebugSessionStatus, now: &Time) {
+    let phases: Vec<Phase> = status.targets.iter().map(|t| t.phase).collect();
+    if !phases.is_empty() {
+        status.phase = if phases.iter().all(|p| p.is_finished()) {
+            if phases.contains(&Phase::Succeeded) {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            }
+        } else if phases.contains(&Phase::Capturing) || phases.iter().any(|p| p.is_finished()) {
+            Phase::Capturing
+        } else {
+            Phase::Pending
+        };
+    }
+    status.findings.sort_by_key(|f| severity_rank(&f.severity));
+    status.top_finding = status.findings.first().map(top_finding);
+    if status.phase.is_finished() && status.finished_at.is_none() {
+        status.finished_at = Some(now.clone());
+    }
+}
+
+/// Replaces the findings about `pod` with `findings`.
+pub fn set_findings(status: &mut DebugSessionStatus, pod: &str, findings: Vec<SessionFinding>) {
+    status.findings.retain(|f| f.pod != pod);
+    status.findings.extend(findings);
+}
+
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "critical" => 0,
+        "warning" => 1,
+        _ => 2,
+    }
+}
+
+fn top_finding(finding: &SessionFinding) -> String {
+    let text = format!("{}: {}", finding.code, finding.message);
+    if text.chars().count() <= TOP_FINDING_CHARS {
+        return text;
+    }
+    let cut: String = text.chars().take(TOP_FINDING_CHARS - 1).collect();
+    format!("{cut}…")
+}
+
+/// Sets the `Ready` condition; its transition time changes only when its status does.
+pub fn set_ready(
+    status: &mut DebugSessionStatus,
+    ready: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let value = if ready { "True" } else { "False" };
+    let previous = status.conditions.iter().find(|c| c.type_ == READY);
+    let last_transition_time = match previous {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => now.clone(),
+    };
+    status.conditions.retain(|c| c.type_ != READY);
+    status.conditions.push(Condition {
+        type_: READY.into(),
+        status: value.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    });
+}
+
+/// The `Ready` condition's reason, if set.
+pub fn ready_reason(status: &DebugSessionStatus) -> Option<&str> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| c.reason.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::TargetStatus;
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap())
+    }
+
+    fn target(pod: &str, phase: Phase) -> TargetStatus {
+        TargetStatus {
+            pod: pod.into(),
+            phase,
+            ..TargetStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_session_phase_follows_its_targets() {
+        let mut status = DebugSessionStatus {
+            targets: vec![target("a", Phase::Pending), target("b", Phase::Pending)],
+            ..DebugSessionStatus::default()
+        };
+        aggregate(&mut status, &now());
+        assert_eq!(status.phase, Phase::Pending);
+        status.targets[0].phase = Phase::Capturing;
+        aggregate(&mut status, &now());
+        assert_eq!(status.phase, Phase::Capturing);
+        status.targets[0].phase = Phase::Failed;
+        status.targets[1].phase = Phase::Succeeded;
+        aggregate(&mut status, &now());
+        assert_eq!(status.phase, Phase::Succeeded);
+        assert_eq!(status.finished_at, Some(now()));
+        status.targets[1].phase = Phase::Failed;
+        aggregate(&mut status, &now());
+        assert_eq!(status.phase, Phase::Failed);
+    }
+
+    #[test]
+    fn findings_are_sorted_and_the_top_one_is_short() {
+        let finding = |pod: &str, severity: &str, code: &str| SessionFinding {
+            pod: pod.into(),
+            severity: severity.into(),
+            code: code.into(),
+            message: "x".repeat(100),
+        };
+        let mut status = DebugSessionStatus::default();
+        set_findings(
+            &mut status,
+            "a",
+            vec![finding("a", "info", "SOCKET_CLOSE_WAIT")],
+        );
+        set_findings(
+            &mut status,
+            "b",
+            vec![finding("b", "critical", "FD_GROWTH")],
+        );
+        aggregate(&mut status, &now());
+        assert_eq!(status.findings[0].code, "FD_GROWTH");
+        let top = status.top_finding.clone().unwrap();
+        assert!(
+            top.starts_with("FD_GROWTH: xxx") && top.chars().count() == TOP_FINDING_CHARS,
+            "{top}"
+        );
+        set_findings(&mut status, "b", vec![]);
+        assert_eq!(status.findings.len(), 1);
+    }
+
+    #[test]
+    fn the_ready_condition_keeps_its_transition_time_while_unchanged() {
+        let mut status = DebugSessionStatus::default();
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_100).unwrap());
+        set_ready(&mut status, false, "Pending", "waiting", Some(1), &now());
+        set_ready(&mut status, false, "Capturing", "sampling", Some(1), &later);
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].last_transition_time, now());
+        assert_eq!(ready_reason(&status), Some("Capturing"));
+        set_ready(&mut status, true, "Succeeded", "done", Some(1), &later);
+        assert_eq!(status.conditions[0].last_transition_time, later);
+    }
+}

@@ -1,0 +1,222 @@
+//! Validation a schema cannot express, and target resolution, as pure functions: a
+//! session and the target pod in, a [`CapturePlan`] and [`CaptureTarget`]s out, or an
+//! error whose reason and message end the session `Failed`.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::api::{CaptureKind, DebugSession};
+use crate::config::OperatorConfig;
+
+/// A failure that ends a session, with the condition reason and a message saying what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    /// CamelCase condition reason (`TargetNotFound`, `PolicyRefused`, …).
+    pub reason: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with this reason and message.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the capture container runs, from a validated spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturePlan {
+    /// Samples to take.
+    pub samples: u32,
+    /// Time between samples.
+    pub interval: Duration,
+    /// The session's deadline (the capture pod's `activeDeadlineSeconds`).
+    pub timeout: Duration,
+    /// Captures, sorted.
+    pub captures: Vec<CaptureKind>,
+}
+
+/// Time the capture leaves itself, inside the pod deadline, to write its results.
+pub const RESULT_MARGIN: Duration = Duration::from_secs(15);
+
+impl CapturePlan {
+    /// Validates the spec against the rules the schema cannot express and the policy.
+    pub fn from_session(session: &DebugSession, config: &OperatorConfig) -> Result<Self, Refusal> {
+        let spec = &session.spec;
+        let duration = |field: &str, text: &str| {
+            humantime::parse_duration(text).map_err(|e| {
+                Refusal::new(
+                    "InvalidSpec",
+                    format!(
+                        "spec.{field} {text:?} is not a duration ({e}): write it like 10s or 1m"
+                    ),
+                )
+            })
+        };
+        let interval = match &spec.interval {
+            Some(text) => duration("interval", text)?,
+            None => Duration::ZERO,
+        };
+        let timeout = duration("timeout", &spec.timeout)?;
+        let sampling = interval * spec.samples.saturating_sub(1);
+        if timeout < sampling + RESULT_MARGIN + Duration::from_secs(5) {
+            return Err(Refusal::new(
+                "InvalidSpec",
+                format!(
+                    "spec.timeout {} is too short for {} samples {} apart: raise it to at least {}",
+                    spec.timeout,
+                    spec.samples,
+                    spec.interval.as_deref().unwrap_or("0s"),
+                    humantime::format_duration(sampling + RESULT_MARGIN + Duration::from_secs(20))
+                ),
+            ));
+        }
+        if timeout > config.max_timeout {
+            return Err(Refusal::new(
+                "PolicyRefused",
+                format!(
+                    "spec.timeout {} exceeds the operator's limit of {}",
+                    spec.timeout,
+                    humantime::format_duration(config.max_timeout)
+                ),
+            ));
+        }
+        let mut captures = spec.capture.clone();
+        captures.sort();
+        captures.dedup();
+        if let Some(refused) = captures
+            .iter()
+            .find(|c| !config.allowed_captures.contains(c))
+        {
+            let allowed: Vec<&str> = config.allowed_captures.iter().map(|c| c.name()).collect();
+            return Err(Refusal::new(
+                "PolicyRefused",
+                format!(
+                    "capture {} is not allowed by the operator's policy (allowed: {}); ask a cluster admin or remove it from spec.capture",
+                    refused.name(),
+                    allowed.join(", ")
+                ),
+            ));
+        }
+        Ok(Self {
+            samples: spec.samples,
+            interval,
+            timeout,
+            captures,
+        })
+    }
+
+    /// The deadline `procshot capture` gets: the pod deadline minus the result margin.
+    pub fn capture_timeout(&self) -> Duration {
+        self.timeout.saturating_sub(RESULT_MARGIN)
+    }
+}
+
+/// One container to capture, as found in its pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureTarget {
+    /// Pod name.
+    pub pod: String,
+    /// Pod namespace (the session's).
+    pub namespace: String,
+    /// Pod UID.
+    pub pod_uid: String,
+    /// Node.
+    pub node: String,
+    /// Container name.
+    pub container: String,
+    /// Container ID with its runtime prefix (`containerd://…`).
+    pub container_id: String,
+}
+
+/// Marks a mirror pod (the API's view of a static pod).
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// A static pod's config hash, which names its cgroup.
+pub const CONFIG_HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
+
+/// The annotation `kubectl` uses to pick a pod's default container.
+pub const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
+impl CaptureTarget {
+    /// Resolves the container to capture in `pod`: the named one, else the pod's default
+    /// container. The pod must be Running and the container running.
+    pub fn from_pod(pod: &Pod, container: Option<&str>) -> Result<Self, Refusal> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let spec = pod
+            .spec
+            .as_ref()
+            .ok_or_else(|| Refusal::new("TargetNotRunning", format!("pod {name} has no spec")))?;
+        let status = pod.status.clone().unwrap_or_default();
+        let phase = status.phase.clone().unwrap_or_else(|| "Unknown".into());
+        if phase != "Running" {
+            return Err(Refusal::new(
+                "TargetNotRunning",
+                format!("pod {name} is {phase}, not Running: only a running pod can be captured"),
+            ));
+        }
+        let default = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+            .cloned()
+            .or_else(|| spec.containers.first().map(|c| c.name.clone()));
+        let container = container
+            .map(str::to_string)
+            .or(default)
+            .unwrap_or_default();
+        if !spec.containers.iter().any(|c| c.name == container) {
+            let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+            return Err(Refusal::new(
+                "ContainerNotFound",
+                format!(
+                    "pod {name} has no container {container:?} (its containers: {}): fix spec.target.container",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let container_status = status
+            .container_statuses
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.name == container);
+        let running = container_status
+            .as_ref()
+            .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+        let container_id = container_status
+            .and_then(|c| c.container_id)
+            .unwrap_or_default();
+        if !running || container_id.is_empty() {
+            return Err(Refusal::new(
+                "ContainerNotRunning",
+                format!(
+                    "container {container} of pod {name} is not running (restarting or not started): try again when it runs"
+                ),
+            ));
+        }
+        // A static pod's cgroup is named after its config hash, not its mirror pod's UID.
+        let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+        let pod_uid = match annotations
+            .get(MIRROR_ANNOTATION)
+            .and(annotations.get(CONFIG_HASH_ANNOTATION))
+        {
+            Some(hash) => hash.clone(),
+            None => pod.metadata.uid.clone().unwrap_or_default(),
+        };
+        Ok(Self {
+            pod_uid,
+            node: spec.node_name.clone().unwrap_or_default(),
+            pod: name,
+            namespace,
+            container,
+            container_id,
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! The contract between a capture pod and the operator: the compact JSON summary the
+//! `capture` container writes to `/dev/termination-log`, which the kubelet copies into the
+//! pod's status (at most [`MAX_BYTES`]). The operator needs no API credentials in the
+//! capture pod and no procfs code of its own: it only reads this.
+
+use serde::{Deserialize, Serialize};
+
+/// The kubelet keeps at most this many bytes of a termination message.
+pub const MAX_BYTES: usize = 4096;
+
+/// Version of this contract.
+pub const VERSION: u32 = 1;
+
+/// How a capture ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Every sample was taken.
+    Succeeded,
+    /// Some samples were taken; `message` says why not all.
+    Partial,
+    /// Nothing usable was captured; `message` says why.
+    Failed,
+}
+
+/// What a capture pod reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminationSummary {
+    /// [`VERSION`].
+    pub version: u32,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it is partial or failed (empty on success).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The target's host pid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_pid: Option<i32>,
+    /// Counts of the last sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+    /// Samples taken.
+    #[serde(default)]
+    pub samples: u32,
+    /// Findings, most serious first (possibly cut to fit).
+    #[serde(default)]
+    pub findings: Vec<FindingSummary>,
+    /// Whether findings were left out to fit [`MAX_BYTES`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// The headline numbers of the last sample.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    /// Open fds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds: Option<u64>,
+    /// Soft fd limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd_soft_limit: Option<u64>,
+    /// Threads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u64>,
+    /// Resident memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// Cgroup working set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_working_set_bytes: Option<u64>,
+    /// Cgroup memory limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_limit_bytes: Option<u64>,
+}
+
+/// One finding, without its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingSummary {
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// Stable code.
+    pub code: String,
+    /// One sentence with the numbers.
+    pub message: String,
+}
+
+impl TerminationSummary {
+    /// Serializes to at most [`MAX_BYTES`]: findings that do not fit are dropped from the
+    /// end (the least serious), then the remaining messages are shortened.
+    pub fn to_bounded_json(&self) -> String {
+        let mut summary = self.clone();
+        loop {
+            let json = serde_json::to_string(&summary).expect("summary serializes");
+            if json.len() <= MAX_BYTES {
+                return json;
+            }
+            summary.truncated = true;
+            if summary.findings.len() > 1 {
+                summary.findings.pop();
+            } else if let Some(finding) = summary
+                .findings
+                .first_mut()
+                .filter(|f| f.message.len() > 200)
+            {
+                shorten(&mut finding.message, 200);
+            } else {
+                summary.findings.clear();
+                shorten(&mut summary.message, 1000);
+            }
+        }
+    }
+}
+
+/// Cuts `text` to at most `max` bytes at a character boundary, marking the cut.
+fn shorten(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str("...");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(i: usize, len: usize) -> FindingSummary {
+        FindingSummary {
+            severity: "warning".into(),
+            code: format!("CODE_{i}"),
+            message: "é".repeat(len / 2),
+        }
+    }
+
+    #[test]
+    fn small_summaries_are_kept_whole() {
+        let summary = TerminationSummary {
+            version: VERSION,
+            outcome: Outcome::Succeeded,
+            message: String::new(),
+            target_pid: Some(42),
+            counts: Some(Counts {
+                fds: Some(10),
+                ..Counts::default()
+            }),
+            samples: 3,
+            findings: vec![finding(0, 100)],
+            truncated: false,
+        };
+        let json = summary.to_bounded_json();
+        let back: TerminationSummary = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, summary);
+    }
+
+    #[test]
+    fn large_summaries_are_cut_to_fit_keeping_the_most_serious_findings() {
+        let summary = TerminationSummary {
+            version: VERSION,
+            outcome: Outcome::Partial,
+            message: "x".repeat(10_000),
+            target_pid: None,
+            counts: None,
+            samples: 1,
+            findings: (0..40).map(|i| finding(i, 300)).collect(),
+            truncated: false,
+        };
+        let json = summary.to_bounded_json();
+        assert!(json.len() <= MAX_BYTES, "{}", json.len());
+        let back: TerminationSummary = serde_json::from_str(&json).unwrap();
+        assert!(back.truncated);
+        if let Some(first) = back.findings.first() {
+            assert_eq!(first.code, "CODE_0");
+        }
+    }
+}
