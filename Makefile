@@ -3,13 +3,15 @@
 CARGO ?= cargo
 PROCSHOT := target/release/procshot
 
-.PHONY: help build demo test test-deps lint bench clean
+.PHONY: help build demo test test-deps lint bench crds render-check e2e clean
 
 help:
 	@echo "make demo   build, capture a bundled leaking process (3 samples) and print its findings"
 	@echo "make test   install what the tests need, then lint and run every test (needs root)"
 	@echo "make bench  compare procshot with lsof, ls and a C floor on a 20,000-fd process"
 	@echo "make build  build the release binary ($(PROCSHOT))"
+	@echo "make crds   regenerate crds/debugsession.yaml from the operator's types"
+	@echo "make e2e    run the whole flow on a kind cluster (needs Docker and kind)"
 
 build:
 	$(CARGO) build --release --locked -p procshot
@@ -30,6 +32,12 @@ test: test-deps lint
 bench: build
 	scripts/install-bench-deps.sh
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/fd_table.sh
+
+crds:
+	$(CARGO) run --locked -q -p procshot-operator -- crd > crds/debugsession.yaml
+
+e2e:
+	scripts/e2e-kind.sh
 
 clean:
 	$(CARGO) clean

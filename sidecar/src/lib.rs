@@ -17,5 +17,6 @@ pub mod redact;
 pub mod report;
 pub mod samples;
 pub mod target;
+pub mod termination;
 pub mod threads;
 pub mod units;

@@ -11,7 +11,7 @@ use procshot::capture::{self, CaptureKind, CaptureOptions};
 use procshot::error::exit_code;
 use procshot::locate::ids::{ContainerId, PodUid};
 use procshot::locate::{self, LocateOptions};
-use procshot::report;
+use procshot::{report, termination};
 
 /// Capture the evidence of a sick process (open fds, threads, memory) before it is restarted.
 #[derive(Debug, Parser)]
@@ -38,8 +38,15 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct CaptureArgs {
     /// The process to capture.
-    #[arg(long)]
-    pid: i32,
+    #[arg(long, required_unless_present = "target_file", conflicts_with = "target_file")]
+    pid: Option<i32>,
+    /// Capture the main process named by a target.json written by `procshot locate`.
+    #[arg(long, value_name = "FILE")]
+    target_file: Option<PathBuf>,
+    /// Also write a compact summary (at most 4 KiB of JSON) for a Kubernetes termination
+    /// message, for example /dev/termination-log; written on failure too.
+    #[arg(long, value_name = "FILE")]
+    termination_summary: Option<PathBuf>,
     /// Where to write the capture (must not exist or be empty).
     /// Default: ./procshot-PID-TIMESTAMP.
     #[arg(long)]
@@ -100,19 +107,36 @@ fn main() -> ExitCode {
 }
 
 fn run_capture(args: CaptureArgs) -> ExitCode {
+    let termination = args.termination_summary.clone();
+    let report_failure = |message: String, pid: Option<i32>, code: u8| {
+        eprintln!("procshot: error: {message}");
+        if let Some(path) = &termination
+            && let Err(e) = termination::write(path, &termination::failed(message, pid))
+        {
+            eprintln!("procshot: error: {e}");
+        }
+        ExitCode::from(code)
+    };
+    let pid = match (&args.target_file, args.pid) {
+        (Some(file), _) => match locate::read_target(file) {
+            Ok(target) => target.main_pid,
+            Err(e) => return report_failure(e.to_string(), None, e.exit_code()),
+        },
+        (None, Some(pid)) => pid,
+        (None, None) => unreachable!("clap requires --pid or --target-file"),
+    };
     let samples = args.samples as usize;
     let mut captures = args.captures;
     captures.sort();
     captures.dedup();
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from(format!(
-            "procshot-{}-{}",
-            args.pid,
+            "procshot-{pid}-{}",
             chrono::Local::now().format("%Y%m%dT%H%M%S")
         ))
     });
     let options = CaptureOptions {
-        pid: args.pid,
+        pid,
         out,
         samples,
         interval: args.interval,
@@ -126,16 +150,19 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
     match capture::run(&options, &mut |line| eprintln!("procshot: {line}")) {
         Ok(outcome) => {
             print_summary(&outcome.summary, &outcome.dir);
+            if let Some(path) = &termination
+                && let Err(e) = termination::write(path, &termination::from_summary(&outcome.summary, pid))
+            {
+                eprintln!("procshot: error: {e}");
+                return ExitCode::from(e.exit_code());
+            }
             if outcome.summary.partial.is_some() {
                 ExitCode::from(exit_code::PARTIAL)
             } else {
                 ExitCode::SUCCESS
             }
         }
-        Err(e) => {
-            eprintln!("procshot: error: {e}");
-            ExitCode::from(e.exit_code())
-        }
+        Err(e) => report_failure(e.to_string(), Some(pid), e.exit_code()),
     }
 }
 

@@ -687,3 +687,60 @@ fn malformed_ids_are_usage_errors() {
         assert!(stderr.contains(message), "{message:?} in {stderr}");
     }
 }
+
+/// The two steps of a capture pod, as its containers run them on a node: `locate` writes
+/// target.json, `capture --target-file` captures its main process and leaves the operator a
+/// summary of at most 4 KiB.
+#[test]
+fn the_capture_pod_steps_locate_then_capture_with_a_termination_summary() {
+    const TEST: &str = "pod-steps";
+    let mut sandbox = CgroupSandbox::new(TEST, V1);
+    let (uid, id) = (pod_uid(TEST, "pod"), container_id(TEST, "app"));
+    let cgroup = format!("kubepods/burstable/pod{uid}/{id}");
+    let container = sandbox.start(&cgroup);
+    let work = tempfile::tempdir().unwrap();
+    let target = work.path().join("target.json");
+    let output = support::procshot()
+        .args(["locate", "--pod-uid", &uid, "--container-id", &format!("containerd://{id}"), "--out"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    support::assert_success(&output);
+
+    let summary_file = work.path().join("termination-log");
+    let output = support::procshot()
+        .args(["capture", "--samples", "2", "--interval", "500ms", "--target-file"])
+        .arg(&target)
+        .arg("--out")
+        .arg(work.path().join("capture"))
+        .arg("--termination-summary")
+        .arg(&summary_file)
+        .output()
+        .unwrap();
+    support::assert_success(&output);
+    let text = std::fs::read_to_string(&summary_file).unwrap();
+    assert!(text.len() <= procshot_summary::MAX_BYTES);
+    let summary: procshot_summary::TerminationSummary = serde_json::from_str(&text).unwrap();
+    assert_eq!(summary.outcome, procshot_summary::Outcome::Succeeded);
+    assert_eq!(summary.target_pid, Some(container.main));
+    assert_eq!(summary.samples, 2);
+    assert_eq!(summary.counts.unwrap().threads, Some(1), "the container's shell");
+
+    // A target that is gone: the summary says why, for the session's status.
+    drop(sandbox);
+    let failed_file = work.path().join("termination-log-2");
+    let output = support::procshot()
+        .args(["capture", "--samples", "1", "--target-file"])
+        .arg(&target)
+        .arg("--out")
+        .arg(work.path().join("capture-2"))
+        .arg("--termination-summary")
+        .arg(&failed_file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let summary: procshot_summary::TerminationSummary =
+        serde_json::from_str(&std::fs::read_to_string(&failed_file).unwrap()).unwrap();
+    assert_eq!(summary.outcome, procshot_summary::Outcome::Failed);
+    assert!(summary.message.contains(&format!("no process with pid {}", container.main)), "{}", summary.message);
+}

@@ -228,6 +228,16 @@ fn round_to_millis(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+/// Reads a `target.json` written by [`write_target`] (the capture container's input).
+pub fn read_target(path: &Path) -> Result<LocatedTarget, OutputError> {
+    let bad = |detail: String| OutputError::BadCapture {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| bad(format!("not a target.json written by procshot locate: {e}")))
+}
+
 /// Writes `target` as pretty JSON to `path`, through a temporary file in the same
 /// directory renamed over it, so a reader never sees a half-written file.
 pub fn write_target(path: &Path, target: &LocatedTarget) -> Result<(), OutputError> {
