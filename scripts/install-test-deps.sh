@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler for the
-# fixtures the tests build from source, and util-linux's setpriv (runs procshot as an
-# unprivileged user in one test). Rust itself (cargo, clippy, rustfmt) comes from rustup.
+# fixtures the tests build from source, util-linux's setpriv and unshare (run procshot as an
+# unprivileged user, in other namespaces), and kubernetes-validate (PyPI) for the
+# operator's manifests. Rust itself (cargo, clippy, rustfmt) comes from rustup.
 set -euo pipefail
 
 missing=()
@@ -14,6 +15,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+# kubernetes-validate checks every manifest the operator generates (pinned: its schemas
+# cover Kubernetes 1.29 to 1.37).
+if ! command -v kubernetes-validate >/dev/null; then
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
 for tool in cargo-clippy rustfmt; do
     command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is missing: rustup component add clippy rustfmt" >&2; exit 1; }

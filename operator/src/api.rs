@@ -194,6 +194,9 @@ pub struct TargetStatus {
     /// Why it failed or is partial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The reason of a failure (`DeadlineExceeded`, `TargetNotLocated`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Samples taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples: Option<u32>,

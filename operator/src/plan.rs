@@ -90,16 +90,23 @@ impl CapturePlan {
         let mut captures = spec.capture.clone();
         captures.sort();
         captures.dedup();
-        if let Some(refused) = captures
+        let refused: Vec<&str> = captures
             .iter()
-            .find(|c| !config.allowed_captures.contains(c))
-        {
+            .filter(|c| !config.allowed_captures.contains(c))
+            .map(|c| c.name())
+            .collect();
+        if !refused.is_empty() {
             let allowed: Vec<&str> = config.allowed_captures.iter().map(|c| c.name()).collect();
+            let (verb, pronoun) = if refused.len() == 1 {
+                ("is", "it")
+            } else {
+                ("are", "them")
+            };
             return Err(Refusal::new(
                 "PolicyRefused",
                 format!(
-                    "capture {} is not allowed by the operator's policy (allowed: {}); ask a cluster admin or remove it from spec.capture",
-                    refused.name(),
+                    "capture {} {verb} not allowed by the operator's policy (allowed: {}); ask a cluster admin or remove {pronoun} from spec.capture",
+                    refused.join(", "),
                     allowed.join(", ")
                 ),
             ));

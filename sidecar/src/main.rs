@@ -38,7 +38,11 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct CaptureArgs {
     /// The process to capture.
-    #[arg(long, required_unless_present = "target_file", conflicts_with = "target_file")]
+    #[arg(
+        long,
+        required_unless_present = "target_file",
+        conflicts_with = "target_file"
+    )]
     pid: Option<i32>,
     /// Capture the main process named by a target.json written by `procshot locate`.
     #[arg(long, value_name = "FILE")]
@@ -151,7 +155,8 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
         Ok(outcome) => {
             print_summary(&outcome.summary, &outcome.dir);
             if let Some(path) = &termination
-                && let Err(e) = termination::write(path, &termination::from_summary(&outcome.summary, pid))
+                && let Err(e) =
+                    termination::write(path, &termination::from_summary(&outcome.summary, pid))
             {
                 eprintln!("procshot: error: {e}");
                 return ExitCode::from(e.exit_code());

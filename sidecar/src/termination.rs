@@ -21,7 +21,11 @@ pub fn from_summary(summary: &Summary, target_pid: i32) -> TerminationSummary {
     });
     TerminationSummary {
         version: VERSION,
-        outcome: if summary.partial.is_some() { Outcome::Partial } else { Outcome::Succeeded },
+        outcome: if summary.partial.is_some() {
+            Outcome::Partial
+        } else {
+            Outcome::Succeeded
+        },
         message: summary.partial.clone().unwrap_or_default(),
         target_pid: Some(target_pid),
         counts,

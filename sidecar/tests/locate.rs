@@ -701,7 +701,14 @@ fn the_capture_pod_steps_locate_then_capture_with_a_termination_summary() {
     let work = tempfile::tempdir().unwrap();
     let target = work.path().join("target.json");
     let output = support::procshot()
-        .args(["locate", "--pod-uid", &uid, "--container-id", &format!("containerd://{id}"), "--out"])
+        .args([
+            "locate",
+            "--pod-uid",
+            &uid,
+            "--container-id",
+            &format!("containerd://{id}"),
+            "--out",
+        ])
         .arg(&target)
         .output()
         .unwrap();
@@ -709,7 +716,14 @@ fn the_capture_pod_steps_locate_then_capture_with_a_termination_summary() {
 
     let summary_file = work.path().join("termination-log");
     let output = support::procshot()
-        .args(["capture", "--samples", "2", "--interval", "500ms", "--target-file"])
+        .args([
+            "capture",
+            "--samples",
+            "2",
+            "--interval",
+            "500ms",
+            "--target-file",
+        ])
         .arg(&target)
         .arg("--out")
         .arg(work.path().join("capture"))
@@ -724,7 +738,11 @@ fn the_capture_pod_steps_locate_then_capture_with_a_termination_summary() {
     assert_eq!(summary.outcome, procshot_summary::Outcome::Succeeded);
     assert_eq!(summary.target_pid, Some(container.main));
     assert_eq!(summary.samples, 2);
-    assert_eq!(summary.counts.unwrap().threads, Some(1), "the container's shell");
+    assert_eq!(
+        summary.counts.unwrap().threads,
+        Some(1),
+        "the container's shell"
+    );
 
     // A target that is gone: the summary says why, for the session's status.
     drop(sandbox);
@@ -742,5 +760,11 @@ fn the_capture_pod_steps_locate_then_capture_with_a_termination_summary() {
     let summary: procshot_summary::TerminationSummary =
         serde_json::from_str(&std::fs::read_to_string(&failed_file).unwrap()).unwrap();
     assert_eq!(summary.outcome, procshot_summary::Outcome::Failed);
-    assert!(summary.message.contains(&format!("no process with pid {}", container.main)), "{}", summary.message);
+    assert!(
+        summary
+            .message
+            .contains(&format!("no process with pid {}", container.main)),
+        "{}",
+        summary.message
+    );
 }

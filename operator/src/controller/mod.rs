@@ -287,9 +287,7 @@ fn set_ready_from_targets(
             (true, "Succeeded".to_string(), message)
         }
         Phase::Failed => {
-            let reason = status::ready_reason(status)
-                .filter(|r| !matches!(*r, "Pending" | "Capturing" | "WaitingForNode"))
-                .map(str::to_string);
+            let reason = failed.iter().find_map(|t| t.reason.clone());
             let message: Vec<String> = failed
                 .iter()
                 .map(|t| format!("{}: {}", t.pod, t.message.clone().unwrap_or_default()))

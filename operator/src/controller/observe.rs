@@ -65,6 +65,7 @@ impl Observation {
     pub fn apply_to(self, target: &mut TargetStatus) -> Vec<SessionFinding> {
         target.phase = self.phase;
         target.message = self.message;
+        target.reason = self.reason.map(str::to_string);
         if self.target_pid.is_some() {
             target.target_pid = self.target_pid;
         }

@@ -83,15 +83,6 @@ pub fn set_ready(
     });
 }
 
-/// The `Ready` condition's reason, if set.
-pub fn ready_reason(status: &DebugSessionStatus) -> Option<&str> {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == READY)
-        .map(|c| c.reason.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +159,7 @@ mod tests {
         set_ready(&mut status, false, "Capturing", "sampling", Some(1), &later);
         assert_eq!(status.conditions.len(), 1);
         assert_eq!(status.conditions[0].last_transition_time, now());
-        assert_eq!(ready_reason(&status), Some("Capturing"));
+        assert_eq!(status.conditions[0].reason, "Capturing");
         set_ready(&mut status, true, "Succeeded", "done", Some(1), &later);
         assert_eq!(status.conditions[0].last_transition_time, later);
     }

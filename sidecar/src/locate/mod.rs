@@ -235,7 +235,8 @@ pub fn read_target(path: &Path) -> Result<LocatedTarget, OutputError> {
         detail,
     };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    serde_json::from_str(&text).map_err(|e| bad(format!("not a target.json written by procshot locate: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| bad(format!("not a target.json written by procshot locate: {e}")))
 }
 
 /// Writes `target` as pretty JSON to `path`, through a temporary file in the same

@@ -1,0 +1,238 @@
+//! The capture pod the operator creates, rendered by `procshot-operator render` from a
+//! session and a real-looking target pod: placement, privileges per capture, and every
+//! manifest validated with `kubernetes-validate --strict` for Kubernetes 1.29 and 1.37.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::Pod;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+/// Renders the capture pod for the fixture session with `capture` and extra flags.
+fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
+    let session = std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml"))
+        .unwrap()
+        .replace(
+            "capture: [fds, threads, memory]",
+            &format!("capture: [{}]", capture.join(", ")),
+        );
+    let name = format!("{}{}", capture.join("-"), flags.join("").replace('-', ""));
+    let session_file = dir.join(format!("session-{name}.yaml"));
+    std::fs::write(&session_file, session).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
+        .args([
+            "render",
+            "--agent-image",
+            "registry.example/procshot:test",
+            "--session",
+        ])
+        .arg(&session_file)
+        .arg("--target-pod")
+        .arg(Path::new(FIXTURES).join("target-pod.yaml"))
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let file = dir.join(format!("capture-pod-{name}.yaml"));
+    std::fs::write(&file, &output.stdout).unwrap();
+    (
+        file,
+        serde_saphyr::from_str(&String::from_utf8(output.stdout).unwrap()).unwrap(),
+    )
+}
+
+fn capabilities(pod: &Pod) -> Vec<String> {
+    let capture = &pod.spec.as_ref().unwrap().containers[0];
+    let caps = capture
+        .security_context
+        .as_ref()
+        .unwrap()
+        .capabilities
+        .as_ref()
+        .unwrap();
+    assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+    caps.add.clone().unwrap_or_default()
+}
+
+#[test]
+fn the_capture_pod_runs_on_the_target_node_with_least_privilege() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pod) = render(dir.path(), &["fds", "threads", "memory"], &[]);
+    let meta = &pod.metadata;
+    assert_eq!(meta.namespace.as_deref(), Some("procshot-system"));
+    let labels = meta.labels.as_ref().unwrap();
+    assert_eq!(labels["procshot.dev/session-name"], "api-fd-leak");
+    assert_eq!(labels["procshot.dev/session-namespace"], "shop");
+    assert_eq!(
+        meta.annotations.as_ref().unwrap()["procshot.dev/target-pod"],
+        "api-7d9f8-x2b4q"
+    );
+
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some("worker-3"));
+    assert_eq!(spec.host_pid, Some(true));
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(spec.active_deadline_seconds, Some(300));
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    assert_eq!(
+        spec.tolerations.as_ref().unwrap()[0].operator.as_deref(),
+        Some("Exists")
+    );
+    assert_eq!(
+        spec.security_context
+            .as_ref()
+            .unwrap()
+            .seccomp_profile
+            .as_ref()
+            .unwrap()
+            .type_,
+        "RuntimeDefault"
+    );
+
+    let locate = &spec.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        locate.args.as_ref().unwrap()[..3],
+        [
+            "locate".to_string(),
+            "--pod-uid=8f6c2d4e-1b2a-4c3d-9e8f-0a1b2c3d4e5f".into(),
+            "--container-id=containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+        ],
+        "the default container (annotation), not the first one"
+    );
+    let locate_security = locate.security_context.as_ref().unwrap();
+    assert_eq!(locate_security.run_as_non_root, Some(true));
+    assert_eq!(locate_security.capabilities.as_ref().unwrap().add, None);
+
+    let capture = &spec.containers[0];
+    assert_eq!(
+        capture.image.as_deref(),
+        Some("registry.example/procshot:test")
+    );
+    let args = capture.args.as_ref().unwrap();
+    for expected in [
+        "--target-file=/work/target.json",
+        "--samples=3",
+        "--interval=10000ms",
+        "--capture=fds,threads,memory",
+        "--timeout=285000ms",
+        "--termination-summary=/dev/termination-log",
+    ] {
+        assert!(
+            args.iter().any(|a| a == expected),
+            "{expected} missing from {args:?}"
+        );
+    }
+    let security = capture.security_context.as_ref().unwrap();
+    assert_eq!(security.privileged, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(capabilities(&pod), ["DAC_READ_SEARCH", "SYS_PTRACE"]);
+}
+
+#[test]
+fn capabilities_follow_the_requested_captures() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &[&str], &[&str]); 4] = [
+        (&["fds"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
+        (&["threads"], &[], &["SYS_PTRACE"]),
+        (
+            &["threads"],
+            &["--kernel-stacks"],
+            &["SYS_ADMIN", "SYS_PTRACE"],
+        ),
+        (&["memory"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
+    ];
+    for (captures, flags, expected) in cases {
+        let (_, pod) = render(dir.path(), captures, flags);
+        assert_eq!(capabilities(&pod), expected, "{captures:?} {flags:?}");
+    }
+}
+
+#[test]
+fn the_pod_name_is_deterministic_and_short() {
+    let name =
+        procshot_operator::capture_pod::capture_pod_name("shop", "api-fd-leak", "api-7d9f8-x2b4q");
+    assert_eq!(
+        name,
+        procshot_operator::capture_pod::capture_pod_name("shop", "api-fd-leak", "api-7d9f8-x2b4q")
+    );
+    assert_ne!(
+        name,
+        procshot_operator::capture_pod::capture_pod_name("shop", "api-fd-leak", "api-other")
+    );
+    assert_ne!(
+        name,
+        procshot_operator::capture_pod::capture_pod_name(
+            "staging",
+            "api-fd-leak",
+            "api-7d9f8-x2b4q"
+        )
+    );
+    let long = procshot_operator::capture_pod::capture_pod_name("shop", &"x".repeat(52), "pod");
+    assert!(long.len() <= 63, "{long}");
+}
+
+#[test]
+fn render_refuses_what_the_controller_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml")).unwrap();
+    let session_file = dir.path().join("session.yaml");
+    std::fs::write(
+        &session_file,
+        session.replace("timeout: 5m", "timeout: 20s"),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
+        .args(["render", "--session"])
+        .arg(&session_file)
+        .arg("--target-pod")
+        .arg(Path::new(FIXTURES).join("target-pod.yaml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("InvalidSpec: spec.timeout 20s is too short for 3 samples 10s apart"),
+        "{stderr}"
+    );
+}
+
+/// Every capture pod the operator can generate (each combination of captures, kernel
+/// stacks on and off) and the CRD, validated strictly against Kubernetes 1.29 and 1.37.
+#[test]
+fn every_generated_manifest_is_valid_kubernetes() {
+    let dir = tempfile::tempdir().unwrap();
+    let kinds = ["fds", "threads", "memory"];
+    let mut files = vec![PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/debugsession.yaml"
+    ))];
+    for mask in 1..8u32 {
+        let captures: Vec<&str> = kinds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, k)| *k)
+            .collect();
+        files.push(render(dir.path(), &captures, &[]).0);
+        files.push(render(dir.path(), &captures, &["--kernel-stacks"]).0);
+    }
+    for version in ["1.29.0", "1.37.0"] {
+        let output = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", version])
+            .args(&files)
+            .output()
+            .expect("kubernetes-validate is needed (pip install kubernetes-validate; make test installs it)");
+        assert!(
+            output.status.success(),
+            "Kubernetes {version} refuses a manifest:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
