@@ -232,3 +232,56 @@ fn a_cgroup_near_its_limit_and_its_oom_kills_are_found() {
     );
     growing.kill();
 }
+
+/// procshot in a capture pod sees the target's cgroup relative to its own cgroup namespace
+/// (`/../procshot-test-…`) and reads the node's hierarchy through a mount of it
+/// (`--cgroup-root`). Imitated here as a container runtime does it: procshot runs in a
+/// sibling cgroup under `unshare --cgroup --mount`, with a fresh /sys/fs/cgroup whose
+/// memory hierarchy shows only its namespace, and the host's /sys/fs/cgroup bound elsewhere.
+#[test]
+fn a_capture_from_another_cgroup_namespace_finds_the_targets_cgroup() {
+    support::require_root();
+    const LIMIT: u64 = 96 << 20;
+    let target_cgroup = TestCgroup::create("ns-target", LIMIT);
+    let own_cgroup = TestCgroup::create("ns-capture", 1 << 40);
+    assert_eq!(
+        target_cgroup.version, 1,
+        "this test imitates a v1 node (the memory hierarchy)"
+    );
+    let fixture = target_cgroup.start(&["steady"]);
+    let work = tempfile::tempdir().unwrap();
+    let host = work.path().join("host-cgroup");
+    std::fs::create_dir(&host).unwrap();
+    let out = work.path().join("capture");
+    let inner = format!(
+        "mount --rbind /sys/fs/cgroup {host} && mount -t tmpfs none /sys/fs/cgroup && mkdir /sys/fs/cgroup/memory && \
+         mount -t cgroup -o memory none /sys/fs/cgroup/memory && \
+         exec {procshot} capture --pid {pid} --out {out} --samples 1 --capture memory --cgroup-root {host}",
+        host = host.display(),
+        procshot = env!("CARGO_BIN_EXE_procshot"),
+        pid = fixture.pid(),
+        out = out.display(),
+    );
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {} && exec unshare --cgroup --mount sh -c '{inner}'",
+            own_cgroup.dir.join("cgroup.procs").display()
+        ))
+        .output()
+        .unwrap();
+    support::assert_success(&output);
+    let memory = support::read_json(&out, "memory.json");
+    let cgroup = &memory["samples"][0]["cgroup"];
+    assert!(
+        cgroup["path"].as_str().unwrap().starts_with("/../"),
+        "seen from the namespace: {cgroup}"
+    );
+    assert_eq!(cgroup["limitBytes"].as_u64(), Some(LIMIT), "{cgroup}");
+    let dir = cgroup["dir"].as_str().unwrap();
+    assert!(
+        dir.starts_with(host.to_str().unwrap())
+            && dir.ends_with(target_cgroup.dir.file_name().unwrap().to_str().unwrap()),
+        "{dir}"
+    );
+}

@@ -58,42 +58,55 @@ pub struct CgroupMounts {
     pub v1_memory: Option<(PathBuf, String)>,
     /// v2 unified hierarchy: (mount point, root).
     pub v2: Option<(PathBuf, String)>,
+    /// A mount showing procshot's own cgroup namespace root in the v1 `memory` hierarchy.
+    pub v1_memory_own_view: Option<PathBuf>,
+    /// A mount showing procshot's own cgroup namespace root in the v2 hierarchy.
+    pub v2_own_view: Option<PathBuf>,
 }
 
 impl CgroupMounts {
-    /// Finds the mounts from procshot's own `/proc/self/mountinfo`.
-    pub fn from_mountinfo() -> Result<Self, String> {
+    /// Finds the hierarchies under `cgroup_root` (a node's `/sys/fs/cgroup` mounted
+    /// elsewhere: v1 at `ROOT/memory`, v2 at `ROOT` or `ROOT/unified`), or where
+    /// `/proc/self/mountinfo` says; and the mounts of procshot's own cgroup namespace root,
+    /// which place paths that `/proc/PID/cgroup` shows relative to it (`/../…`).
+    pub fn discover(cgroup_root: Option<&Path>) -> Result<Self, String> {
         let infos = procfs::process::Process::myself()
             .and_then(|me| me.mountinfo())
             .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
         let mut mounts = Self::default();
         for info in infos {
-            let root = info.root.clone();
-            if info.fs_type == "cgroup2" && mounts.v2.is_none() {
-                mounts.v2 = Some((info.mount_point.clone(), root));
-            } else if info.fs_type == "cgroup" && info.super_options.contains_key("memory") {
-                mounts.v1_memory = Some((info.mount_point.clone(), root));
+            let is_v2 = info.fs_type == "cgroup2";
+            let is_v1_memory =
+                info.fs_type == "cgroup" && info.super_options.contains_key("memory");
+            let own_view = if is_v2 {
+                &mut mounts.v2_own_view
+            } else {
+                &mut mounts.v1_memory_own_view
+            };
+            if (is_v2 || is_v1_memory) && info.root == "/" && own_view.is_none() {
+                *own_view = Some(info.mount_point.clone());
+            }
+            let hierarchy = if is_v2 {
+                &mut mounts.v2
+            } else {
+                &mut mounts.v1_memory
+            };
+            if (is_v2 || is_v1_memory) && hierarchy.is_none() {
+                *hierarchy = Some((info.mount_point.clone(), info.root.clone()));
             }
         }
-        Ok(mounts)
-    }
-
-    /// Mounts under an explicit root such as a node's `/sys/fs/cgroup` mounted elsewhere:
-    /// v1 at `ROOT/memory`, v2 at `ROOT` (or `ROOT/unified` on hybrid hosts).
-    pub fn under(root: &Path) -> Self {
-        let v1 = root.join("memory");
-        let v2 = if root.join("cgroup.controllers").exists() {
-            Some(root.to_path_buf())
-        } else {
-            Some(root.join("unified")).filter(|p| p.join("cgroup.controllers").exists())
-        };
-        Self {
-            v1_memory: v1
+        if let Some(root) = cgroup_root {
+            let v1 = root.join("memory");
+            let v2 = [root.to_path_buf(), root.join("unified")]
+                .into_iter()
+                .find(|p| p.join("cgroup.controllers").exists());
+            mounts.v1_memory = v1
                 .join("memory.usage_in_bytes")
                 .exists()
-                .then(|| (v1, "/".to_string())),
-            v2: v2.map(|p| (p, "/".to_string())),
+                .then(|| (v1, "/".to_string()));
+            mounts.v2 = v2.map(|p| (p, "/".to_string()));
         }
+        Ok(mounts)
     }
 }
 
@@ -103,10 +116,7 @@ pub fn read(target: &Target, cgroup_root: Option<&Path>) -> Result<CgroupMemory,
         .process()
         .cgroups()
         .map_err(|e| format!("cannot read {}: {e}", target.path("cgroup").display()))?;
-    let mounts = match cgroup_root {
-        Some(root) => CgroupMounts::under(root),
-        None => CgroupMounts::from_mountinfo()?,
-    };
+    let mounts = CgroupMounts::discover(cgroup_root)?;
     let v1_path = groups
         .0
         .iter()
@@ -119,10 +129,11 @@ pub fn read(target: &Target, cgroup_root: Option<&Path>) -> Result<CgroupMemory,
         .map(|g| g.pathname.clone());
 
     if let (Some(path), Some((mount, root))) = (&v1_path, &mounts.v1_memory) {
-        return read_dir(1, path, &resolve(mount, root, path), mount);
+        let dir = locate_dir(mount, root, path, mounts.v1_memory_own_view.as_deref())?;
+        return read_dir(1, path, &dir, mount);
     }
     if let (Some(path), Some((mount, root))) = (&v2_path, &mounts.v2) {
-        let dir = resolve(mount, root, path);
+        let dir = locate_dir(mount, root, path, mounts.v2_own_view.as_deref())?;
         if dir.join("memory.current").exists() {
             return read_dir(2, path, &dir, mount);
         }
@@ -146,6 +157,77 @@ pub fn read(target: &Target, cgroup_root: Option<&Path>) -> Result<CgroupMemory,
             ""
         }
     ))
+}
+
+/// The directory of the cgroup `path` (as `/proc/PID/cgroup` shows it) inside a hierarchy
+/// mounted at `mount` whose mount root is `root`. A path starting with `/..` is relative to
+/// procshot's own cgroup namespace (procshot runs in a container): it is placed by finding
+/// that namespace's root (`own_view`, a mount of it) inside `mount`.
+fn locate_dir(
+    mount: &Path,
+    root: &str,
+    path: &str,
+    own_view: Option<&Path>,
+) -> Result<PathBuf, String> {
+    if !path.starts_with("/..") {
+        return Ok(resolve(mount, root, path));
+    }
+    let own_view = own_view.ok_or_else(|| {
+        format!("cgroup path {path} is relative to procshot's cgroup namespace, and no mount of that namespace's root was found to place it")
+    })?;
+    let own = find_same_dir(mount, own_view)?;
+    let relative = apply_relative(&own, path).ok_or_else(|| {
+        format!(
+            "cgroup path {path} leads outside {} (mount the node's whole cgroup filesystem)",
+            mount.display()
+        )
+    })?;
+    Ok(mount.join(relative))
+}
+
+/// The path, relative to `mount`, of the directory under it that is `wanted` (same device
+/// and inode): where procshot's own namespace root sits in the node's hierarchy.
+fn find_same_dir(mount: &Path, wanted: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let target =
+        fs::metadata(wanted).map_err(|e| format!("cannot stat {}: {e}", wanted.display()))?;
+    let mut queue = std::collections::VecDeque::from([(mount.to_path_buf(), String::new())]);
+    while let Some((dir, relative)) = queue.pop_front() {
+        let Ok(meta) = fs::metadata(&dir) else {
+            continue;
+        };
+        if meta.dev() == target.dev() && meta.ino() == target.ino() {
+            return Ok(relative);
+        }
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                queue.push_back((entry.path(), format!("{relative}/{name}")));
+            }
+        }
+    }
+    Err(format!(
+        "procshot's own cgroup ({}) was not found under {}: is that the node's cgroup filesystem?",
+        wanted.display(),
+        mount.display()
+    ))
+}
+
+/// `base` (`/a/b/c`) followed by a path relative to it (`/../../x/y`) → `a/x/y`; `None`
+/// when the path climbs above the top.
+fn apply_relative(base: &str, path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for component in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if component == ".." {
+            parts.pop()?;
+        } else {
+            parts.push(component);
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// The directory of `path` inside a hierarchy mounted at `mount` whose mount root is `root`.
@@ -318,6 +400,21 @@ mod tests {
                 .contains("anon is not a number")
         );
         assert!(parse_flat_keyed("anon\n").is_err());
+    }
+
+    #[test]
+    fn paths_relative_to_a_cgroup_namespace() {
+        let own = "/kubepods.slice/kubepods-besteffort.slice/pod1.slice/cri-containerd-a.scope";
+        assert_eq!(
+            apply_relative(
+                own,
+                "/../../../kubepods-burstable.slice/pod2.slice/cri-containerd-b.scope"
+            )
+            .as_deref(),
+            Some("kubepods.slice/kubepods-burstable.slice/pod2.slice/cri-containerd-b.scope")
+        );
+        assert_eq!(apply_relative("/a", "/../../x"), None);
+        assert_eq!(apply_relative("", "/x/./y").as_deref(), Some("x/y"));
     }
 
     #[test]
