@@ -11,6 +11,7 @@ help:
 	@echo "make bench  compare procshot with lsof, ls and a C floor on a 20,000-fd process"
 	@echo "make build  build the release binary ($(PROCSHOT))"
 	@echo "make crds   regenerate crds/debugsession.yaml from the operator's types"
+	@echo "make image  build the agent, operator and e2e fixture images (needs Docker)"
 	@echo "make e2e    run the whole flow on a kind cluster (needs Docker and kind)"
 
 build:
@@ -41,3 +42,16 @@ e2e:
 
 clean:
 	$(CARGO) clean
+
+# Container images (Dockerfile): the agent run by capture pods, the operator, and the
+# leaking fixture `make e2e` captures. Tagged with the workspace version.
+IMAGE_REPO ?= ghcr.io/procshot
+VERSION ?= $(or $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1),0.1.0)
+DOCKER ?= docker
+
+.PHONY: image
+
+image:
+	$(DOCKER) build --target agent -t $(IMAGE_REPO)/procshot:$(VERSION) .
+	$(DOCKER) build --target operator -t $(IMAGE_REPO)/procshot-operator:$(VERSION) .
+	$(DOCKER) build --target e2e-fixture -t $(IMAGE_REPO)/procshot-e2e-fixture:$(VERSION) .

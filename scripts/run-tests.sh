@@ -5,7 +5,7 @@ set -uo pipefail
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked --workspace "$@" 2>&1 | tee "$log"
+cargo test --locked --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

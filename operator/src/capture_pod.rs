@@ -132,6 +132,7 @@ pub fn build(
             "initContainers": [{
                 "name": LOCATE_CONTAINER,
                 "image": config.agent_image,
+                "imagePullPolicy": "IfNotPresent",
                 "args": locate_args,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
@@ -148,6 +149,7 @@ pub fn build(
             "containers": [{
                 "name": CAPTURE_CONTAINER,
                 "image": config.agent_image,
+                "imagePullPolicy": "IfNotPresent",
                 "args": capture_args,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},

@@ -1,5 +1,6 @@
 //! The operator's HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process
-//! runs) and `/readyz` (the client is built and, on the leader, the session cache synced).
+//! runs) and `/readyz` (connected to the API server: a standby replica waiting for the
+//! leader Lease is ready; without leader election, once the session cache synced).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -195,6 +195,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("procshot-operator-{}", std::process::id()));
+    let mut lease_task = None;
     let lost_leadership = if args.no_leader_election {
         futures::future::pending::<()>().boxed()
     } else {
@@ -205,7 +206,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .build()
                 .await
                 .context("setting up leader election")?;
-        let (mut leader, _task) = manager.watch().await;
+        let (mut leader, task) = manager.watch().await;
+        lease_task = Some(task);
         state.ready.store(true, Ordering::Relaxed); // a standby replica is healthy and ready
         tracing::info!(%identity, lease = %args.lease_name, "waiting to become the leader");
         while !*leader.borrow_and_update() {
@@ -265,10 +267,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 tracing::debug!(%error, "reconcile did not complete");
             }
         });
-    tokio::select! {
-        () = run => tracing::info!("controller stopped"),
-        () = lost_leadership => anyhow::bail!("lost the leader lease: exiting so that another replica takes over"),
-        result = http => anyhow::bail!("the HTTP server stopped: {result:?}"),
+    let outcome = tokio::select! {
+        () = run => Ok(()),
+        () = lost_leadership => Err(anyhow::anyhow!("lost the leader lease: exiting so that another replica takes over")),
+        result = http => Err(anyhow::anyhow!("the HTTP server stopped: {result:?}")),
+    };
+    // Dropping the leadership watch makes the lease manager release the Lease, so that a
+    // standby takes over at once instead of waiting for it to expire.
+    if let Some(task) = lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     }
-    Ok(())
+    tracing::info!("controller stopped");
+    outcome
 }
