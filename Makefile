@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PROCSHOT := target/release/procshot
 
-.PHONY: help build demo test test-deps lint bench crds render-check e2e clean
+.PHONY: help build demo test test-deps lint bench crds e2e clean
 
 help:
 	@echo "make demo   build, capture a bundled leaking process (3 samples) and print its findings"
@@ -36,6 +36,7 @@ bench: build
 
 crds:
 	$(CARGO) run --locked -q -p procshot-operator -- crd > crds/debugsession.yaml
+	$(CARGO) run --locked -q -p procshot-operator -- reference > docs/debugsession-reference.md
 
 e2e:
 	scripts/e2e-kind.sh

@@ -21,6 +21,8 @@ fi
 if ! command -v kubernetes-validate >/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
+# Helm for the chart tests (operator/tests/chart.rs), into the user's cache directory.
+"$(dirname "${BASH_SOURCE[0]}")/install-helm.sh" >/dev/null
 for tool in cargo-clippy rustfmt; do
     command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is missing: rustup component add clippy rustfmt" >&2; exit 1; }
 done

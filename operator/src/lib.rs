@@ -11,3 +11,4 @@ pub mod controller;
 pub mod http;
 pub mod metrics;
 pub mod plan;
+pub mod reference;

@@ -41,6 +41,8 @@ enum Command {
     Run(RunArgs),
     /// Print the DebugSession CustomResourceDefinition as YAML.
     Crd,
+    /// Print the Markdown reference of every DebugSession field (from the CRD schema).
+    Reference,
     /// Print, as YAML, the capture pod the operator would create for a session and its
     /// target pod, to review exactly what runs with which privileges.
     Render {
@@ -118,6 +120,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crd => print_crd(),
+        Command::Reference => {
+            let crd = serde_json::to_value(DebugSession::crd()).expect("the CRD serializes");
+            print!("{}", procshot_operator::reference::markdown(&crd));
+            Ok(())
+        }
         Command::Render {
             session,
             target_pod,

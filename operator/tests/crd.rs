@@ -128,3 +128,33 @@ fn the_schema_constrains_values_and_prints_useful_columns() {
     assert_eq!(spec["capture"]["x-kubernetes-list-type"], json!("set"));
     assert_eq!(spec["interval"]["pattern"], json!("^([0-9]+(ms|s|m|h))+$"));
 }
+
+#[test]
+fn the_field_reference_is_generated_from_the_crd() {
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/debugsession-reference.md"
+    ))
+    .unwrap();
+    let crd = serde_json::to_value(DebugSession::crd()).unwrap();
+    let generated = procshot_operator::reference::markdown(&crd);
+    assert!(
+        committed == generated,
+        "docs/debugsession-reference.md is stale: run `make crds` and commit it"
+    );
+    // Every spec field of the schema has a row.
+    for field in [
+        "spec.target.pod",
+        "spec.target.selector",
+        "spec.samples",
+        "spec.interval",
+        "spec.timeout",
+        "spec.ttlSecondsAfterFinished",
+    ] {
+        assert!(
+            generated.contains(&format!("| `{field}` |")),
+            "{field} missing"
+        );
+    }
+    assert!(generated.contains("set exactly one of spec.target.pod and spec.target.selector"));
+}
