@@ -205,29 +205,8 @@ pub struct TargetStatus {
     pub summary: Option<CaptureCounts>,
 }
 
-/// Headline numbers of a capture's last sample.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct CaptureCounts {
-    /// Open fds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fds: Option<u64>,
-    /// Soft fd limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fd_soft_limit: Option<u64>,
-    /// Threads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<u64>,
-    /// Resident memory in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rss_bytes: Option<u64>,
-    /// Cgroup working set in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup_working_set_bytes: Option<u64>,
-    /// Cgroup memory limit in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup_limit_bytes: Option<u64>,
-}
+/// Headline numbers of a capture's last sample, as the capture pod reports them.
+pub use procshot_summary::Counts as CaptureCounts;
 
 /// A finding about one target.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

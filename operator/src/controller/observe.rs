@@ -185,14 +185,6 @@ fn from_summary(summary: TerminationSummary, target_pod: &str) -> Observation {
             message: f.message,
         })
         .collect();
-    let counts = summary.counts.map(|c| CaptureCounts {
-        fds: c.fds,
-        fd_soft_limit: c.fd_soft_limit,
-        threads: c.threads,
-        rss_bytes: c.rss_bytes,
-        cgroup_working_set_bytes: c.cgroup_working_set_bytes,
-        cgroup_limit_bytes: c.cgroup_limit_bytes,
-    });
     let (phase, reason, message) = match summary.outcome {
         Outcome::Succeeded => (Phase::Succeeded, None, None),
         Outcome::Partial => (
@@ -208,7 +200,7 @@ fn from_summary(summary: TerminationSummary, target_pod: &str) -> Observation {
         reason,
         target_pid: summary.target_pid,
         samples: Some(summary.samples),
-        counts,
+        counts: summary.counts,
         findings,
     }
 }
