@@ -36,6 +36,7 @@ bench: build
 
 crds:
 	$(CARGO) run --locked -q -p procshot-operator -- crd > crds/debugsession.yaml
+	cp crds/debugsession.yaml charts/procshot/files/debugsession.yaml
 	$(CARGO) run --locked -q -p procshot-operator -- reference > docs/debugsession-reference.md
 
 e2e:

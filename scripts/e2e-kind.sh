@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # `make e2e`: the whole flow on a kind cluster. Builds the images (agent, operator, leaking
-# fixture), loads them into a kind cluster, installs the CRD and the operator
-# (scripts/e2e/operator.yaml), starts a pod leaking TCP sockets in CLOSE_WAIT
+# fixture), loads them into a kind cluster, installs the CRD and the operator with the Helm
+# chart (charts/procshot; helm from scripts/install-helm.sh), starts a pod leaking TCP sockets in CLOSE_WAIT
 # (scripts/e2e/target.yaml), creates a DebugSession for it (scripts/e2e/session.yaml) and
 # checks that the session ends Succeeded with a SOCKET_CLOSE_WAIT finding, then that
 # deleting the session deletes its capture pods.
 #
-# Needs docker (with a running engine), kind, kubectl and make.
+# Needs docker (with a running engine), kind, kubectl and make (helm is installed by the script).
 #
 # Environment:
 #   KEEP_CLUSTER=1     keep the cluster at the end (to inspect it, or to rerun faster: an
@@ -58,7 +58,7 @@ dump_diagnostics() {
     k -n "$target_ns" describe debugsession "$session" || true
     section "operator pods"
     k -n "$operator_ns" get pods -o wide || true
-    k -n "$operator_ns" describe pods -l app.kubernetes.io/name=procshot-operator || true
+    k -n "$operator_ns" describe pods -l app.kubernetes.io/component=operator || true
     section "operator logs"
     k -n "$operator_ns" logs deployment/procshot-operator --all-containers --tail=-1 || true
     section "operator logs (previous container, if it restarted)"
@@ -157,14 +157,18 @@ k cluster-info >/dev/null || fail "kubectl cannot reach the cluster through cont
 log "loading the images into the cluster"
 kind load docker-image --name "$cluster" "$agent_image" "$operator_image" "$fixture_image"
 
-# --- CRD and operator --------------------------------------------------------------------
-log "installing the CRD"
-k apply -f "$root/crds/"
+# --- CRD and operator (the Helm chart) -----------------------------------------------------
+helm=$("$root/scripts/install-helm.sh" | tail -n 1)
+log "installing the operator and the CRD with $helm"
+# Capture pods use hostPID: their namespace (here the release namespace) must allow the
+# privileged PodSecurity level. The chart cannot label the namespace it installs into.
+k create namespace "$operator_ns" --dry-run=client -o yaml | k apply -f -
+k label namespace "$operator_ns" pod-security.kubernetes.io/enforce=privileged --overwrite
+"$helm" --kube-context "$context" upgrade --install procshot "$root/charts/procshot" \
+    --namespace "$operator_ns" --wait --timeout 180s \
+    --set images.operator.repository="${operator_image%:*}" --set images.operator.tag="$version" \
+    --set images.agent.repository="${agent_image%:*}" --set images.agent.tag="$version"
 k wait --for=condition=Established --timeout=60s crd/debugsessions.procshot.dev
-
-log "installing the operator"
-sed -e "s|IMAGE_OPERATOR|$operator_image|g" -e "s|IMAGE_AGENT|$agent_image|g" \
-    "$manifests/operator.yaml" | k apply -f -
 if ((reused)); then
     # Same tag, new image: restart so the operator runs what was just loaded.
     k -n "$operator_ns" rollout restart deployment/procshot-operator

@@ -108,6 +108,9 @@ struct RunArgs {
     /// This replica's identity in the leader Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Namespace of the leader Lease: the operator's own (default: the capture namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
     /// Name of the coordination.k8s.io Lease used for leader election.
     #[arg(long, env = "PROCSHOT_LEASE_NAME", default_value = "procshot-operator")]
     lease_name: String,
@@ -208,7 +211,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         let manager =
             kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-                .with_namespace(&config.namespace)
+                .with_namespace(args.lease_namespace.as_deref().unwrap_or(&config.namespace))
                 .with_identity(&identity)
                 .build()
                 .await
