@@ -181,10 +181,11 @@ fn a_cgroup_near_its_limit_and_its_oom_kills_are_found() {
     const LIMIT: u64 = 48 << 20;
     let cgroup = TestCgroup::create("near-limit", LIMIT);
 
-    // Grow 8 MiB/s inside the cgroup; capture as soon as the working set passes 92 %.
-    let mut growing = cgroup.start(&["grow-mem", "8"]);
+    // Grow 6 MiB/s inside the cgroup; capture as soon as usage passes 91.5 % (about 0.7 s
+    // before the limit, when the kernel OOM-kills it).
+    let mut growing = cgroup.start(&["grow-mem", "6"]);
     support::wait_for("usage near the limit", Duration::from_secs(20), || {
-        cgroup.usage() >= LIMIT * 93 / 100
+        cgroup.usage() >= LIMIT * 915 / 1000
     });
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("near");
