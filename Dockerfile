@@ -22,7 +22,7 @@
 FROM rust:1-bookworm AS builder
 ARG TARGETARCH
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools \
+    && apt-get install -y --no-install-recommends musl-tools cmake clang \
     && rm -rf /var/lib/apt/lists/*
 # Map Docker's architecture name to the Rust target; keep it in /rust-target for the
 # build step.

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the tools `make bench` compares procshot with: lsof, and GNU time for peak RSS.
+# Installs the tools `make bench` compares procshot with: lsof, GNU time for peak RSS, and
+# the AWS CLI (PyPI, pinned) for the upload benchmark. Garage, its S3 server, is installed
+# by sidecar/benches/upload.sh through scripts/install-garage.sh.
 set -euo pipefail
 
 missing=()
@@ -10,4 +12,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || { echo "install-bench-deps: need ${missing[*]}; run as root" >&2; exit 1; }
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+# The AWS CLI v1 from PyPI (v2 is not on PyPI), pinned.
+awscli_version=1.45.11
+if ! aws --version 2>/dev/null | grep -q "^aws-cli/$awscli_version "; then
+    python3 -m pip install --quiet --disable-pip-version-check "awscli==$awscli_version"
 fi

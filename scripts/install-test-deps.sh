@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler for the
 # fixtures the tests build from source, util-linux's setpriv and unshare (run procshot as an
-# unprivileged user, in other namespaces), and kubernetes-validate (PyPI) for the
-# operator's manifests. Rust itself (cargo, clippy, rustfmt) comes from rustup.
+# unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
+# manifests, Helm, and Garage (an S3 server) for the upload tests. Rust itself (cargo,
+# clippy, rustfmt) comes from rustup.
 set -euo pipefail
 
 missing=()
@@ -23,6 +24,9 @@ if ! command -v kubernetes-validate >/dev/null; then
 fi
 # Helm for the chart tests (operator/tests/chart.rs), into the user's cache directory.
 "$(dirname "${BASH_SOURCE[0]}")/install-helm.sh" >/dev/null
+# Garage, the S3 server of the upload tests (sidecar/tests/upload.rs), built once per
+# machine into the user's cache directory (the first build takes about 15 minutes).
+"$(dirname "${BASH_SOURCE[0]}")/install-garage.sh" >/dev/null
 for tool in cargo-clippy rustfmt; do
     command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is missing: rustup component add clippy rustfmt" >&2; exit 1; }
 done

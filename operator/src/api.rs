@@ -53,6 +53,61 @@ pub struct DebugSessionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub ttl_seconds_after_finished: Option<i64>,
+    /// Where the capture's files are uploaded; default: the operator's default output
+    /// (none: the files stay in the capture pod and only the findings reach this status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
+}
+
+/// Where a capture's files go: an S3-compatible bucket, or a PersistentVolumeClaim in the
+/// operator's capture namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.s3) != has(self.pvc)").message("set exactly one of spec.output.s3 and spec.output.pvc"))]
+#[serde(rename_all = "camelCase")]
+pub struct OutputSpec {
+    /// An S3 (or S3-compatible) bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Output>,
+    /// A PersistentVolumeClaim in the operator's capture namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcOutput>,
+}
+
+/// An S3 or S3-compatible bucket. Credentials come from a Secret in the operator's
+/// namespace that the cluster admin allows (never from this spec).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Output {
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix; captures land under `PREFIX/NAMESPACE/SESSION/TIMESTAMP/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Endpoint of an S3-compatible server (`https://minio.storage:9000`); default AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    pub endpoint: Option<String>,
+    /// Region (`eu-west-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The Secret (in the operator's namespace) holding AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY; must be one the operator allows. Default: the operator's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+}
+
+/// A PersistentVolumeClaim the capture pod writes the files to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcOutput {
+    /// Claim name, in the operator's capture namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Directory in the volume; captures land under `PATH/NAMESPACE/SESSION/TIMESTAMP/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([A-Za-z0-9_-]+/)*[A-Za-z0-9_-]+$"))]
+    pub path: Option<String>,
 }
 
 /// The pod to capture: by name, or by label selector.
@@ -167,7 +222,13 @@ pub struct DebugSessionStatus {
     /// The most serious finding in a few words, for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_finding: Option<String>,
+    /// Every uploaded file of every target.
+    #[serde(default)]
+    pub artifacts: Vec<Artifact>,
 }
+
+/// One uploaded file of a capture (URL, size and sha256).
+pub use procshot_summary::Artifact;
 
 /// The capture of one pod.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{CaptureKind, DebugSession};
 use crate::config::OperatorConfig;
-use crate::plan::{CapturePlan, CaptureTarget};
+use crate::plan::{CapturePlan, CaptureTarget, Destination};
 
 /// Label naming the session a capture pod belongs to.
 pub const SESSION_NAME_LABEL: &str = "procshot.dev/session-name";
@@ -168,5 +168,81 @@ pub fn build(
             }],
         },
     });
+    let mut pod = pod;
+    if let Some(output) = &plan.output {
+        add_output(
+            &mut pod,
+            output,
+            plan,
+            &format!("{session_namespace}/{session_name}"),
+        );
+    }
     serde_json::from_value(pod).expect("the capture pod template is a valid Pod")
+}
+
+/// Where the capture container mounts a PVC output.
+const OUTPUT_MOUNT: &str = "/output";
+
+/// Makes the capture container upload its files: the `--upload` flags, and the Secret
+/// (as environment variables) or the PVC (as a volume) the output needs.
+fn add_output(
+    pod: &mut serde_json::Value,
+    output: &Destination,
+    plan: &CapturePlan,
+    session: &str,
+) {
+    let millis = plan.upload_timeout().as_millis();
+    let (url, env, env_from) = match output {
+        Destination::S3 {
+            url,
+            endpoint,
+            region,
+            secret,
+        } => {
+            let mut env = Vec::new();
+            if let Some(endpoint) = endpoint {
+                env.push(json!({"name": "AWS_ENDPOINT_URL", "value": endpoint}));
+                if endpoint.starts_with("http://") {
+                    env.push(json!({"name": "AWS_ALLOW_HTTP", "value": "true"}));
+                }
+            }
+            if let Some(region) = region {
+                env.push(json!({"name": "AWS_REGION", "value": region}));
+            }
+            (
+                url.clone(),
+                env,
+                vec![json!({"secretRef": {"name": secret}})],
+            )
+        }
+        Destination::Pvc { claim, path } => {
+            pod["spec"]["volumes"]
+                .as_array_mut()
+                .expect("volumes")
+                .push(json!({"name": "output", "persistentVolumeClaim": {"claimName": claim}}));
+            pod["spec"]["containers"][0]["volumeMounts"]
+                .as_array_mut()
+                .expect("volume mounts")
+                .push(json!({"name": "output", "mountPath": OUTPUT_MOUNT}));
+            let url = match path {
+                Some(path) => format!("file://{OUTPUT_MOUNT}/{path}"),
+                None => format!("file://{OUTPUT_MOUNT}"),
+            };
+            (url, Vec::new(), Vec::new())
+        }
+    };
+    let container = &mut pod["spec"]["containers"][0];
+    let args = container["args"].as_array_mut().expect("args");
+    args.extend([
+        json!(format!("--upload={url}")),
+        json!(format!("--session={session}")),
+        json!(format!("--upload-timeout={millis}ms")),
+        json!("--hold-on-upload-failure"),
+    ]);
+    if !env.is_empty() {
+        container["env"] = json!(env);
+    }
+    if !env_from.is_empty() {
+        container["envFrom"] = json!(env_from);
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::api::CaptureKind;
+use crate::api::{CaptureKind, OutputSpec};
 
 /// Settings every reconcile reads; set from flags or environment at start-up.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +22,13 @@ pub struct OperatorConfig {
     /// Whether thread captures may read kernel stacks (adds `CAP_SYS_ADMIN` to the capture
     /// container; off by default).
     pub kernel_stacks: bool,
+    /// Where captures go when a session names no output (none: not uploaded).
+    pub default_output: Option<OutputSpec>,
+    /// The Secret (in the capture namespace) with the S3 credentials of outputs that name
+    /// none.
+    pub output_secret: String,
+    /// Other Secrets sessions may name in `spec.output.s3.secretName`.
+    pub allowed_output_secrets: BTreeSet<String>,
 }
 
 impl Default for OperatorConfig {
@@ -33,6 +40,95 @@ impl Default for OperatorConfig {
             max_timeout: Duration::from_secs(30 * 60),
             max_captures_per_node: 2,
             kernel_stacks: false,
+            default_output: None,
+            output_secret: "procshot-output".into(),
+            allowed_output_secrets: BTreeSet::new(),
         }
+    }
+}
+
+/// Parses an output given as a URL on the command line: `s3://bucket/prefix` (with an
+/// optional endpoint and region) or `pvc://claim/path`.
+pub fn parse_output(
+    url: &str,
+    endpoint: Option<String>,
+    region: Option<String>,
+) -> Result<OutputSpec, String> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        format!("output {url:?} is not a URL: write s3://bucket/prefix or pvc://claim/path")
+    })?;
+    let (first, path) = match rest.split_once('/') {
+        Some((first, path)) => (
+            first,
+            Some(path.trim_matches('/').to_string()).filter(|p| !p.is_empty()),
+        ),
+        None => (rest, None),
+    };
+    if first.is_empty() {
+        return Err(format!("output {url:?} names no bucket or claim"));
+    }
+    match scheme {
+        "s3" => Ok(OutputSpec {
+            s3: Some(crate::api::S3Output {
+                bucket: first.to_string(),
+                prefix: path,
+                endpoint,
+                region,
+                secret_name: None,
+            }),
+            pvc: None,
+        }),
+        "pvc" => Ok(OutputSpec {
+            s3: None,
+            pvc: Some(crate::api::PvcOutput {
+                claim_name: first.to_string(),
+                path,
+            }),
+        }),
+        other => Err(format!(
+            "output scheme {other:?} is not supported: use s3:// or pvc://"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_parse_from_urls() {
+        let s3 = parse_output(
+            "s3://captures/prod/",
+            Some("http://minio:9000".into()),
+            None,
+        )
+        .unwrap()
+        .s3
+        .unwrap();
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_deref()),
+            ("captures", Some("prod"))
+        );
+        assert_eq!(s3.endpoint.as_deref(), Some("http://minio:9000"));
+        let pvc = parse_output("pvc://evidence", None, None)
+            .unwrap()
+            .pvc
+            .unwrap();
+        assert_eq!((pvc.claim_name.as_str(), pvc.path), ("evidence", None));
+        assert!(
+            parse_output("gs://x", None, None)
+                .unwrap_err()
+                .contains("not supported")
+        );
+        assert!(
+            parse_output("captures", None, None)
+                .unwrap_err()
+                .contains("not a URL")
+        );
+        assert!(
+            parse_output("s3:///p", None, None)
+                .unwrap_err()
+                .contains("no bucket")
+        );
     }
 }

@@ -77,19 +77,59 @@ struct ConfigArgs {
     /// Let thread captures read kernel stacks (adds CAP_SYS_ADMIN to capture pods).
     #[arg(long, env = "PROCSHOT_KERNEL_STACKS")]
     kernel_stacks: bool,
+    /// Where captures go when a session names no output: s3://bucket/prefix or
+    /// pvc://claim/path (default: not uploaded).
+    #[arg(long, env = "PROCSHOT_DEFAULT_OUTPUT")]
+    default_output: Option<String>,
+    /// Endpoint of the default output's S3-compatible server.
+    #[arg(long, env = "PROCSHOT_DEFAULT_OUTPUT_ENDPOINT")]
+    default_output_endpoint: Option<String>,
+    /// Region of the default output's bucket.
+    #[arg(long, env = "PROCSHOT_DEFAULT_OUTPUT_REGION")]
+    default_output_region: Option<String>,
+    /// Secret in the capture namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for
+    /// S3 outputs that name no secret.
+    #[arg(
+        long,
+        env = "PROCSHOT_OUTPUT_SECRET",
+        default_value = "procshot-output"
+    )]
+    output_secret: String,
+    /// Other Secrets sessions may name in spec.output.s3.secretName, comma-separated.
+    #[arg(long, env = "PROCSHOT_ALLOWED_OUTPUT_SECRETS", value_delimiter = ',')]
+    allowed_output_secrets: Vec<String>,
 }
 
 impl ConfigArgs {
-    fn into_config(self) -> OperatorConfig {
+    fn into_config(self) -> anyhow::Result<OperatorConfig> {
         let defaults = OperatorConfig::default();
-        OperatorConfig {
+        let default_output = self
+            .default_output
+            .as_deref()
+            .map(|url| {
+                procshot_operator::config::parse_output(
+                    url,
+                    self.default_output_endpoint.clone(),
+                    self.default_output_region.clone(),
+                )
+            })
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--default-output: {e}"))?;
+        Ok(OperatorConfig {
             namespace: self.namespace,
             agent_image: self.agent_image.unwrap_or(defaults.agent_image),
             allowed_captures: self.allowed_captures.into_iter().collect(),
             max_timeout: self.max_timeout,
             max_captures_per_node: self.max_captures_per_node.max(1),
             kernel_stacks: self.kernel_stacks,
-        }
+            default_output,
+            output_secret: self.output_secret,
+            allowed_output_secrets: self
+                .allowed_output_secrets
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect(),
+        })
     }
 }
 
@@ -132,7 +172,9 @@ fn main() -> ExitCode {
             session,
             target_pod,
             config,
-        } => render(&session, &target_pod, &config.into_config()),
+        } => config
+            .into_config()
+            .and_then(|config| render(&session, &target_pod, &config)),
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(run(args))),
@@ -188,7 +230,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = args.config.into_config();
+    let config = args.config.into_config()?;
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;

@@ -40,10 +40,37 @@ pub struct CapturePlan {
     pub timeout: Duration,
     /// Captures, sorted.
     pub captures: Vec<CaptureKind>,
+    /// Where the files are uploaded, if anywhere.
+    pub output: Option<Destination>,
+}
+
+/// A validated output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// An S3 or S3-compatible bucket.
+    S3 {
+        /// `s3://bucket/prefix`.
+        url: String,
+        /// Endpoint of an S3-compatible server.
+        endpoint: Option<String>,
+        /// Region.
+        region: Option<String>,
+        /// The Secret with the credentials, in the capture namespace.
+        secret: String,
+    },
+    /// A PersistentVolumeClaim in the capture namespace.
+    Pvc {
+        /// Claim name.
+        claim: String,
+        /// Directory inside the volume.
+        path: Option<String>,
+    },
 }
 
 /// Time the capture leaves itself, inside the pod deadline, to write its results.
 pub const RESULT_MARGIN: Duration = Duration::from_secs(15);
+/// The shortest and longest time given to an upload (a quarter of the timeout in between).
+const UPLOAD_BUDGET: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(300));
 
 impl CapturePlan {
     /// Validates the spec against the rules the schema cannot express and the policy.
@@ -64,8 +91,10 @@ impl CapturePlan {
             None => Duration::ZERO,
         };
         let timeout = duration("timeout", &spec.timeout)?;
+        let output = destination(session, config)?;
+        let upload = upload_budget(output.is_some(), timeout);
         let sampling = interval * spec.samples.saturating_sub(1);
-        if timeout < sampling + RESULT_MARGIN + Duration::from_secs(5) {
+        if timeout < sampling + RESULT_MARGIN + upload + Duration::from_secs(5) {
             return Err(Refusal::new(
                 "InvalidSpec",
                 format!(
@@ -73,7 +102,9 @@ impl CapturePlan {
                     spec.timeout,
                     spec.samples,
                     spec.interval.as_deref().unwrap_or("0s"),
-                    humantime::format_duration(sampling + RESULT_MARGIN + Duration::from_secs(20))
+                    humantime::format_duration(
+                        sampling + RESULT_MARGIN + upload + Duration::from_secs(20)
+                    )
                 ),
             ));
         }
@@ -116,13 +147,81 @@ impl CapturePlan {
             interval,
             timeout,
             captures,
+            output,
         })
     }
 
-    /// The deadline `procshot capture` gets: the pod deadline minus the result margin.
+    /// The time the upload may take (zero without an output).
+    pub fn upload_timeout(&self) -> Duration {
+        upload_budget(self.output.is_some(), self.timeout)
+    }
+
+    /// `procshot capture --timeout`: the pod deadline minus the time to write the results.
+    /// Sampling ends long before it (the spec leaves room for the upload, checked above);
+    /// after a failed upload the capture holds its files until then, for `kubectl cp`.
     pub fn capture_timeout(&self) -> Duration {
         self.timeout.saturating_sub(RESULT_MARGIN)
     }
+}
+
+fn upload_budget(has_output: bool, timeout: Duration) -> Duration {
+    if has_output {
+        (timeout / 4).clamp(UPLOAD_BUDGET.0, UPLOAD_BUDGET.1)
+    } else {
+        Duration::ZERO
+    }
+}
+
+/// The session's output, else the operator's default, checked against the policy.
+fn destination(
+    session: &DebugSession,
+    config: &OperatorConfig,
+) -> Result<Option<Destination>, Refusal> {
+    let Some(output) = session
+        .spec
+        .output
+        .as_ref()
+        .or(config.default_output.as_ref())
+    else {
+        return Ok(None);
+    };
+    if let Some(s3) = &output.s3 {
+        let secret = s3
+            .secret_name
+            .clone()
+            .unwrap_or_else(|| config.output_secret.clone());
+        if secret != config.output_secret && !config.allowed_output_secrets.contains(&secret) {
+            return Err(Refusal::new(
+                "PolicyRefused",
+                format!(
+                    "spec.output.s3.secretName {secret} is not a Secret the operator allows for uploads (allowed: {}); remove it to use the operator's credentials",
+                    std::iter::once(config.output_secret.as_str())
+                        .chain(config.allowed_output_secrets.iter().map(String::as_str))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let prefix = s3.prefix.as_deref().unwrap_or_default().trim_matches('/');
+        let url = if prefix.is_empty() {
+            format!("s3://{}", s3.bucket)
+        } else {
+            format!("s3://{}/{prefix}", s3.bucket)
+        };
+        return Ok(Some(Destination::S3 {
+            url,
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            secret,
+        }));
+    }
+    if let Some(pvc) = &output.pvc {
+        return Ok(Some(Destination::Pvc {
+            claim: pvc.claim_name.clone(),
+            path: pvc.path.clone(),
+        }));
+    }
+    Ok(None)
 }
 
 /// One container to capture, as found in its pod.

@@ -17,7 +17,10 @@ fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
             "capture: [fds, threads, memory]",
             &format!("capture: [{}]", capture.join(", ")),
         );
-    let name = format!("{}{}", capture.join("-"), flags.join("").replace('-', ""));
+    let name: String = format!("{}-{}", capture.join("-"), flags.join(""))
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
     let session_file = dir.join(format!("session-{name}.yaml"));
     std::fs::write(&session_file, session).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
@@ -231,6 +234,206 @@ fn every_generated_manifest_is_valid_kubernetes() {
         assert!(
             output.status.success(),
             "Kubernetes {version} refuses a manifest:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Renders the fixture session with an `output:` block and extra operator flags.
+fn render_with_output(dir: &Path, output: &str, flags: &[&str]) -> (PathBuf, Pod) {
+    let session = std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml")).unwrap();
+    let session_file = dir.join(format!("session-output-{}.yaml", output.len()));
+    std::fs::write(&session_file, format!("{session}  output:\n{output}")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
+        .args(["render", "--session"])
+        .arg(&session_file)
+        .arg("--target-pod")
+        .arg(Path::new(FIXTURES).join("target-pod.yaml"))
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let file = dir.join(format!(
+        "capture-pod-output-{}.yaml",
+        session_file.display().to_string().len()
+    ));
+    std::fs::write(&file, &output.stdout).unwrap();
+    (
+        file,
+        serde_saphyr::from_str(&String::from_utf8(output.stdout).unwrap()).unwrap(),
+    )
+}
+
+#[test]
+fn an_s3_output_gets_its_flags_endpoint_and_the_allowed_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, pod) = render_with_output(
+        dir.path(),
+        "    s3:\n      bucket: evidence\n      prefix: prod/\n      endpoint: http://minio.storage:9000\n      region: eu-west-1\n",
+        &[],
+    );
+    let capture = &pod.spec.as_ref().unwrap().containers[0];
+    let args = capture.args.clone().unwrap();
+    for expected in [
+        "--upload=s3://evidence/prod",
+        "--session=shop/api-fd-leak",
+        "--upload-timeout=75000ms",
+        "--hold-on-upload-failure",
+        // Sampling ends long before; a failed upload holds the files until then.
+        "--timeout=285000ms",
+    ] {
+        assert!(
+            args.iter().any(|a| a == expected),
+            "{expected} missing from {args:?}"
+        );
+    }
+    let env: Vec<(String, String)> = capture
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        env,
+        [
+            (
+                "AWS_ENDPOINT_URL".to_string(),
+                "http://minio.storage:9000".to_string()
+            ),
+            ("AWS_ALLOW_HTTP".into(), "true".into()),
+            ("AWS_REGION".into(), "eu-west-1".into()),
+        ]
+    );
+    let env_from = capture.env_from.clone().unwrap();
+    assert_eq!(
+        env_from[0].secret_ref.as_ref().unwrap().name,
+        "procshot-output"
+    );
+    validate(&[file]);
+}
+
+#[test]
+fn a_pvc_output_mounts_the_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, pod) = render_with_output(
+        dir.path(),
+        "    pvc:\n      claimName: evidence\n      path: incidents\n",
+        &[],
+    );
+    let spec = pod.spec.as_ref().unwrap();
+    let volume = spec
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "output")
+        .unwrap();
+    assert_eq!(
+        volume.persistent_volume_claim.as_ref().unwrap().claim_name,
+        "evidence"
+    );
+    let capture = &spec.containers[0];
+    assert!(
+        capture
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "output" && m.mount_path == "/output")
+    );
+    assert!(
+        capture
+            .args
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--upload=file:///output/incidents")
+    );
+    assert!(capture.env_from.is_none(), "no credentials for a volume");
+    validate(&[file]);
+}
+
+#[test]
+fn the_operators_default_output_applies_and_secrets_follow_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pod) = render(
+        dir.path(),
+        &["fds"],
+        &[
+            "--default-output",
+            "s3://fleet-captures/k8s",
+            "--output-secret",
+            "s3-writer",
+        ],
+    );
+    let capture = &pod.spec.as_ref().unwrap().containers[0];
+    assert!(
+        capture
+            .args
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--upload=s3://fleet-captures/k8s")
+    );
+    assert_eq!(
+        capture.env_from.as_ref().unwrap()[0]
+            .secret_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "s3-writer"
+    );
+
+    // A session may only name a Secret the admin allows.
+    let session = std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml")).unwrap();
+    let session_file = dir.path().join("session-secret.yaml");
+    std::fs::write(
+        &session_file,
+        format!("{session}  output:\n    s3:\n      bucket: mine\n      secretName: team-keys\n"),
+    )
+    .unwrap();
+    let run = |flags: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
+            .args(["render", "--session"])
+            .arg(&session_file)
+            .arg("--target-pod")
+            .arg(Path::new(FIXTURES).join("target-pod.yaml"))
+            .args(flags)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "PolicyRefused: spec.output.s3.secretName team-keys is not a Secret the operator allows"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        run(&["--allowed-output-secrets", "team-keys,other"])
+            .status
+            .success()
+    );
+}
+
+fn validate(files: &[PathBuf]) {
+    for version in ["1.29.0", "1.37.0"] {
+        let output = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", version])
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{version}: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );

@@ -34,6 +34,12 @@ policy:
   maxTimeout: 1h30m
   maxCapturesPerNode: 4
   kernelStacks: true
+output:
+  default: s3://fleet-captures/k8s
+  endpoint: http://minio.storage:9000
+  region: eu-west-1
+  secretName: s3-writer
+  allowedSecrets: [team-a-keys, team-b-keys]
 images:
   operator:
     repository: registry.example/procshot-operator
@@ -620,6 +626,7 @@ fn deployment_carries_the_values() {
         ("PROCSHOT_MAX_TIMEOUT", "30m"),
         ("PROCSHOT_MAX_CAPTURES_PER_NODE", "2"),
         ("PROCSHOT_KERNEL_STACKS", "false"),
+        ("PROCSHOT_OUTPUT_SECRET", "procshot-output"),
         ("PROCSHOT_HTTP_ADDR", "0.0.0.0:8080"),
         ("RUST_LOG", "info"),
     ]
@@ -661,6 +668,14 @@ fn deployment_carries_the_values() {
         ("PROCSHOT_MAX_TIMEOUT", "1h30m"),
         ("PROCSHOT_MAX_CAPTURES_PER_NODE", "4"),
         ("PROCSHOT_KERNEL_STACKS", "true"),
+        ("PROCSHOT_DEFAULT_OUTPUT", "s3://fleet-captures/k8s"),
+        (
+            "PROCSHOT_DEFAULT_OUTPUT_ENDPOINT",
+            "http://minio.storage:9000",
+        ),
+        ("PROCSHOT_DEFAULT_OUTPUT_REGION", "eu-west-1"),
+        ("PROCSHOT_OUTPUT_SECRET", "s3-writer"),
+        ("PROCSHOT_ALLOWED_OUTPUT_SECRETS", "team-a-keys,team-b-keys"),
         ("PROCSHOT_HTTP_ADDR", "0.0.0.0:9090"),
         ("RUST_LOG", "info,procshot_operator=debug"),
     ] {

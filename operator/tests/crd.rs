@@ -46,6 +46,8 @@ fn good_specs_pass() {
         json!({"target": {"pod": "api-7d9f8-x2b4q"}, "samples": 3, "interval": "10s"}),
         json!({"target": {"pod": "api"}, "samples": 1}),
         json!({"target": {"selector": {"matchLabels": {"app": "api"}}, "maxPods": 3}, "samples": 2, "interval": "5s", "capture": ["fds"]}),
+        json!({"target": {"pod": "a"}, "samples": 1, "output": {"s3": {"bucket": "evidence", "endpoint": "https://minio:9000"}}}),
+        json!({"target": {"pod": "a"}, "samples": 1, "output": {"pvc": {"claimName": "evidence", "path": "a/b"}}}),
     ] {
         assert_eq!(
             violations(&session(spec.clone()), None),
@@ -77,6 +79,14 @@ fn bad_specs_are_refused_with_what_to_fix() {
         (
             json!({"target": {"pod": "a"}}),
             "spec.interval is required when spec.samples > 1 (for example interval: 10s)",
+        ),
+        (
+            json!({"target": {"pod": "a"}, "samples": 1, "output": {}}),
+            "set exactly one of spec.output.s3 and spec.output.pvc",
+        ),
+        (
+            json!({"target": {"pod": "a"}, "samples": 1, "output": {"s3": {"bucket": "b"}, "pvc": {"claimName": "c"}}}),
+            "set exactly one of spec.output.s3 and spec.output.pvc",
         ),
     ];
     for (spec, message) in cases {

@@ -668,3 +668,49 @@ fn errors_back_off_exponentially_to_five_minutes() {
     let delays: Vec<u64> = (1..=9).map(|n| controller::backoff(n).as_secs()).collect();
     assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
 }
+
+#[tokio::test]
+async fn uploaded_files_are_listed_and_a_failed_upload_is_reported() {
+    let artifacts = json!([
+        {"name": "fds.json", "url": "s3://evidence/shop/api-fd-leak/20261122T101500Z/fds.json", "bytes": 3_682_802, "sha256": "ab12"},
+        {"name": "manifest.json", "url": "s3://evidence/shop/api-fd-leak/20261122T101500Z/manifest.json", "bytes": 2_137, "sha256": "cd34"}
+    ]);
+    let uploaded = json!({"version": 1, "outcome": "Succeeded", "samples": 3, "findings": [], "artifacts": artifacts}).to_string();
+    let status = observed(Some(capture_pod(
+        "Succeeded",
+        json!({"containerStatuses": [{"name": "capture", "ready": false, "restartCount": 0, "image": "x", "imageID": "x",
+            "state": {"terminated": {"exitCode": 0, "message": uploaded}}}]}),
+    )))
+    .await;
+    assert_eq!(status.phase, Phase::Succeeded);
+    let urls: Vec<&str> = status.artifacts.iter().map(|a| a.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "s3://evidence/shop/api-fd-leak/20261122T101500Z/fds.json",
+            "s3://evidence/shop/api-fd-leak/20261122T101500Z/manifest.json"
+        ]
+    );
+    assert_eq!(status.artifacts[0].bytes, 3_682_802);
+
+    let failed = json!({"version": 1, "outcome": "Succeeded", "samples": 3, "findings": [],
+        "uploadError": "bucket evidence does not exist at http://minio:9000"})
+    .to_string();
+    let status = observed(Some(capture_pod(
+        "Failed",
+        json!({"reason": "DeadlineExceeded", "containerStatuses": [{"name": "capture", "ready": false, "restartCount": 0, "image": "x", "imageID": "x",
+            "state": {"terminated": {"exitCode": 10, "message": failed}}}]}),
+    )))
+    .await;
+    // The capture itself worked: its findings count; the upload failure is said.
+    assert_eq!(status.phase, Phase::Succeeded);
+    assert!(status.artifacts.is_empty());
+    assert_eq!(status.targets[0].reason.as_deref(), Some("UploadFailed"));
+    let (_, _, message) = ready(&status);
+    assert!(
+        message.contains(
+            "the files were not uploaded (bucket evidence does not exist at http://minio:9000)"
+        ),
+        "{message}"
+    );
+}

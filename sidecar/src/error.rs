@@ -25,6 +25,12 @@ pub mod exit_code {
     pub const BAD_CAPTURE_DIR: u8 = 8;
     /// `procshot locate`: no process of the container was found before the timeout.
     pub const TARGET_NOT_LOCATED: u8 = 9;
+    /// `procshot upload`, or `procshot capture --upload`: the capture's files could not all
+    /// be uploaded (endpoint unreachable, credentials refused, bucket missing, deadline
+    /// passed, an object not stored whole). The local capture directory is left as it was;
+    /// with `capture --upload` the capture itself succeeded and the termination summary
+    /// carries `uploadError`.
+    pub const UPLOAD_FAILED: u8 = 10;
 }
 
 /// What can go wrong while reading the target.
@@ -263,4 +269,167 @@ pub struct NotLocated {
     /// What the last scan saw that comes close, as sentences ending in `". "`; empty
     /// when nothing came close.
     pub hint: String,
+}
+
+/// What can go wrong while uploading a capture directory to object storage.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// The directory's `manifest.json` is missing or unreadable, or lists a file name that
+    /// cannot be an object name.
+    #[error("{path} is not a readable procshot capture: {detail}")]
+    BadCapture {
+        /// The file that failed.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// A file of the capture differs from what its manifest says.
+    #[error(
+        "{path} does not match the capture's manifest.json: {detail}; nothing was uploaded \
+         (the file changed after the capture: capture again, or run `procshot report DIR` to \
+         re-list the files)"
+    )]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// Expected and found sizes or hashes.
+        detail: String,
+    },
+    /// A file of the capture could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The destination could not be configured from the URL and the environment.
+    #[error("cannot upload to {url}: {detail}")]
+    Config {
+        /// The destination URL.
+        url: String,
+        /// What is missing or wrong.
+        detail: String,
+    },
+    /// The store refused the credentials, or they may not write there.
+    #[error(
+        "upload to {url} failed: access denied ({status}) for key {key}: {detail}: check \
+         {credentials}, and that they may write to this bucket and prefix"
+    )]
+    AccessDenied {
+        /// The destination URL.
+        url: String,
+        /// HTTP status (401 or 403).
+        status: u16,
+        /// The object key that was refused.
+        key: String,
+        /// What the server said.
+        detail: String,
+        /// Where the credentials come from, for this kind of store.
+        credentials: &'static str,
+    },
+    /// The bucket (or container) does not exist.
+    #[error(
+        "upload to {url} failed: bucket {bucket} does not exist at {endpoint}: create it, or \
+         fix the bucket name in the URL"
+    )]
+    BucketNotFound {
+        /// The destination URL.
+        url: String,
+        /// The bucket or container.
+        bucket: String,
+        /// The endpoint that answered.
+        endpoint: String,
+    },
+    /// Nothing answered at the endpoint (any more), however often it was tried.
+    #[error(transparent)]
+    Unreachable(Box<Unreachable>),
+    /// The upload was still making progress when `--upload-timeout` passed.
+    #[error(
+        "upload to {url} did not finish within {timeout} (--upload-timeout): {done} of {total} \
+         files uploaded: raise --upload-timeout, or check the network's bandwidth"
+    )]
+    TimedOut {
+        /// The destination URL.
+        url: String,
+        /// The deadline, humanly formatted.
+        timeout: String,
+        /// Files uploaded before the deadline.
+        done: usize,
+        /// Files to upload.
+        total: usize,
+    },
+    /// The store answered the upload of an object with an error.
+    #[error("upload of {name} to {url} failed: {detail}")]
+    Rejected {
+        /// The file.
+        name: String,
+        /// The object's URL.
+        url: String,
+        /// What the store said.
+        detail: String,
+    },
+    /// After the upload, the store reports another size for an object than the file has.
+    #[error(
+        "upload of {name} to {url} is incomplete: the store reports {stored} bytes, the file \
+         has {expected}; run the upload again"
+    )]
+    Incomplete {
+        /// The file.
+        name: String,
+        /// The object's URL.
+        url: String,
+        /// Size in the manifest.
+        expected: u64,
+        /// Size the store reports.
+        stored: u64,
+    },
+}
+
+/// An upload's endpoint did not answer (any more), however often it was tried: where, how
+/// often, for how long, and the last error.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "upload to {url} failed: could not reach {endpoint} after {tries} tries in \
+     {elapsed}{}: {detail}: check the endpoint ({endpoint_setting}) and that the server is \
+     up and reachable from here, then run the upload again",
+    answered_before(*.answered)
+)]
+pub struct Unreachable {
+    /// The destination URL.
+    pub url: String,
+    /// Scheme and authority of the server.
+    pub endpoint: String,
+    /// Requests that failed in a row.
+    pub tries: u64,
+    /// Requests it had answered before (it stopped answering during the upload).
+    pub answered: u64,
+    /// How long procshot kept trying, humanly formatted.
+    pub elapsed: String,
+    /// The last transport error.
+    pub detail: String,
+    /// How the endpoint is configured, for this kind of store.
+    pub endpoint_setting: &'static str,
+}
+
+/// `" (it stopped answering during the upload, after answering N request(s))"`, or nothing.
+fn answered_before(answered: u64) -> String {
+    match answered {
+        0 => String::new(),
+        n => format!(" (it stopped answering during the upload, after answering {n} request(s))"),
+    }
+}
+
+impl UploadError {
+    /// The process exit code for this error: [`exit_code::BAD_CAPTURE_DIR`] when the
+    /// capture directory itself is unusable, else [`exit_code::UPLOAD_FAILED`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::BadCapture { .. } | Self::Mismatch { .. } | Self::Read { .. } => {
+                exit_code::BAD_CAPTURE_DIR
+            }
+            _ => exit_code::UPLOAD_FAILED,
+        }
+    }
 }

@@ -2,8 +2,8 @@
 //! memory) from `/proc`, several samples apart, and say what is wrong with it.
 //!
 //! The library is the engine; the `procshot` binary is a thin CLI over [`capture::run`],
-//! [`report::rerender`] and [`locate::locate`] (which finds a Kubernetes container's host
-//! pids). Nothing here ever writes to, signals or stops the target:
+//! [`report::rerender`], [`locate::locate`] (which finds a Kubernetes container's host
+//! pids) and [`upload::upload`] (which copies a capture directory to object storage). Nothing here ever writes to, signals or stops the target:
 //! every capture only reads `/proc/PID/…` and the target's cgroup files.
 
 pub mod analysis;
@@ -20,3 +20,4 @@ pub mod target;
 pub mod termination;
 pub mod threads;
 pub mod units;
+pub mod upload;

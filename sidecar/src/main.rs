@@ -2,15 +2,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use procshot_summary::Artifact;
 
 use procshot::analysis::{Finding, Summary};
 use procshot::capture::{self, CaptureKind, CaptureOptions};
-use procshot::error::exit_code;
+use procshot::error::{UploadError, exit_code};
 use procshot::locate::ids::{ContainerId, PodUid};
 use procshot::locate::{self, LocateOptions};
+use procshot::upload::hold::{self, HoldEnd};
+use procshot::upload::{self, Destination, Session, UploadOptions};
 use procshot::{report, termination};
 
 /// Capture the evidence of a sick process (open fds, threads, memory) before it is restarted.
@@ -33,6 +36,9 @@ enum Command {
     /// Find the host pids of a Kubernetes container from its pod UID and container ID, by
     /// scanning /proc/*/cgroup, and write them to a JSON file.
     Locate(LocateArgs),
+    /// Upload a capture directory to object storage (s3://, gs://, az://, file://), under
+    /// PREFIX/NAMESPACE/SESSION/TIMESTAMP/; credentials come from the environment only.
+    Upload(UploadArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +84,45 @@ struct CaptureArgs {
     /// Where cgroup filesystems are mounted, when they are not where /proc/self/mountinfo says.
     #[arg(long)]
     cgroup_root: Option<PathBuf>,
+    /// Upload the capture directory there once it is written: s3://BUCKET/PREFIX, gs://…,
+    /// az://… or file:///DIR. Credentials come from the environment (AWS_*, GOOGLE_*,
+    /// AZURE_*), never from the command line.
+    #[arg(long, value_name = "URL")]
+    upload: Option<Destination>,
+    /// File the upload under NAMESPACE/NAME. Default: local/<capture directory's name>.
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "upload")]
+    session: Option<Session>,
+    /// Give up the upload after this long. Default: 5m.
+    #[arg(long, value_parser = humantime::parse_duration, requires = "upload")]
+    upload_timeout: Option<Duration>,
+    /// When the upload fails, keep running until SIGTERM/SIGINT or until --timeout has
+    /// passed since the start, so that the files can be copied out (kubectl cp); then
+    /// exit with the upload's failure.
+    #[arg(long, requires = "upload")]
+    hold_on_upload_failure: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct UploadArgs {
+    /// The capture directory.
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    /// Where to: s3://BUCKET/PREFIX (AWS, or an S3-compatible server named by
+    /// AWS_ENDPOINT_URL), gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or file:///DIR.
+    /// Credentials come from the environment (AWS_*, GOOGLE_*, AZURE_*), never from the
+    /// command line.
+    #[arg(long, value_name = "URL")]
+    to: Destination,
+    /// File the upload under NAMESPACE/NAME. Default: local/<capture directory's name>.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    session: Option<Session>,
+    /// Give up after this long (checks, retries and every file included).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    upload_timeout: Duration,
+    /// Also write the capture's termination summary with the uploaded files (or the
+    /// upload's error) to FILE.
+    #[arg(long, value_name = "FILE")]
+    termination_summary: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +152,7 @@ fn main() -> ExitCode {
         Command::Capture(args) => run_capture(args),
         Command::Report { dir } => run_report(&dir),
         Command::Locate(args) => run_locate(args),
+        Command::Upload(args) => run_upload(args),
     }
 }
 
@@ -151,24 +197,109 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
         proc_root: args.proc_root,
         cgroup_root: args.cgroup_root,
     };
-    match capture::run(&options, &mut |line| eprintln!("procshot: {line}")) {
-        Ok(outcome) => {
-            print_summary(&outcome.summary, &outcome.dir);
-            if let Some(path) = &termination
-                && let Err(e) =
-                    termination::write(path, &termination::from_summary(&outcome.summary, pid))
-            {
+    let started = Instant::now();
+    let outcome = match capture::run(&options, &mut progress) {
+        Ok(outcome) => outcome,
+        Err(e) => return report_failure(e.to_string(), Some(pid), e.exit_code()),
+    };
+    print_summary(&outcome.summary, &outcome.dir);
+    let uploaded = args.upload.map(|destination| {
+        let options = UploadOptions {
+            dir: outcome.dir.clone(),
+            destination,
+            session: args.session,
+            timeout: args.upload_timeout.unwrap_or(upload::DEFAULT_TIMEOUT),
+        };
+        report_upload(upload::upload(&options, &mut progress))
+    });
+    if let Some(path) = &termination {
+        let mut summary = termination::from_summary(&outcome.summary, pid);
+        if let Some(uploaded) = &uploaded {
+            summary = termination::with_upload(summary, uploaded);
+        }
+        if let Err(e) = termination::write(path, &summary) {
+            eprintln!("procshot: error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    }
+    if let Some(Err(_)) = uploaded {
+        if args.hold_on_upload_failure {
+            hold_until(started + options.deadline, &outcome.dir);
+        }
+        return ExitCode::from(exit_code::UPLOAD_FAILED);
+    }
+    if outcome.summary.partial.is_some() {
+        ExitCode::from(exit_code::PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn progress(line: &str) {
+    eprintln!("procshot: {line}");
+}
+
+/// After a failed upload: keeps the process alive until SIGTERM/SIGINT or `until`.
+fn hold_until(until: Instant, dir: &Path) {
+    progress(&format!(
+        "holding: the capture stays in {} until SIGTERM or SIGINT, at most {} more \
+         (--hold-on-upload-failure)",
+        dir.display(),
+        humantime::format_duration(Duration::from_secs(
+            until.saturating_duration_since(Instant::now()).as_secs()
+        ))
+    ));
+    match hold::hold(until) {
+        Ok(HoldEnd::Deadline) => progress("stopped holding: the capture's deadline passed"),
+        Ok(end @ HoldEnd::Signal(_)) => progress(&format!("stopped holding: {end}")),
+        Err(e) => eprintln!("procshot: error: cannot wait for a signal: {e}"),
+    }
+}
+
+fn run_upload(args: UploadArgs) -> ExitCode {
+    // Read the capture's summary first: a directory without one fails before any upload.
+    let summary = match &args.termination_summary {
+        Some(_) => match termination::from_capture_dir(&args.from) {
+            Ok(summary) => Some(summary),
+            Err(e) => {
                 eprintln!("procshot: error: {e}");
                 return ExitCode::from(e.exit_code());
             }
-            if outcome.summary.partial.is_some() {
-                ExitCode::from(exit_code::PARTIAL)
-            } else {
-                ExitCode::SUCCESS
+        },
+        None => None,
+    };
+    let options = UploadOptions {
+        dir: args.from,
+        destination: args.to,
+        session: args.session,
+        timeout: args.upload_timeout,
+    };
+    let uploaded = report_upload(upload::upload(&options, &mut progress));
+    if let (Some(path), Some(summary)) = (&args.termination_summary, summary)
+        && let Err(e) = termination::write(path, &termination::with_upload(summary, &uploaded))
+    {
+        eprintln!("procshot: error: {e}");
+        return ExitCode::from(e.exit_code());
+    }
+    match uploaded {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => ExitCode::from(e.exit_code()),
+    }
+}
+
+/// Prints every uploaded file on stdout as `URL BYTES SHA256`, or the error on stderr.
+fn report_upload(
+    uploaded: Result<Vec<Artifact>, UploadError>,
+) -> Result<Vec<Artifact>, UploadError> {
+    match &uploaded {
+        Ok(artifacts) => {
+            for artifact in artifacts {
+                println!("{} {} {}", artifact.url, artifact.bytes, artifact.sha256);
             }
         }
-        Err(e) => report_failure(e.to_string(), Some(pid), e.exit_code()),
+        Err(e) => eprintln!("procshot: error: {e}"),
     }
+    uploaded
 }
 
 fn run_report(dir: &Path) -> ExitCode {

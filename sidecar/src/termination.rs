@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use procshot_summary::{Counts, FindingSummary, Outcome, TerminationSummary, VERSION};
+use procshot_summary::{Artifact, Counts, FindingSummary, Outcome, TerminationSummary, VERSION};
 
 use crate::analysis::Summary;
-use crate::error::OutputError;
+use crate::artifacts::SUMMARY_FILE;
+use crate::error::{OutputError, UploadError};
 
 /// The summary of a capture that produced a directory (complete or partial).
 pub fn from_summary(summary: &Summary, target_pid: i32) -> TerminationSummary {
@@ -39,8 +40,36 @@ pub fn from_summary(summary: &Summary, target_pid: i32) -> TerminationSummary {
                 message: f.message.clone(),
             })
             .collect(),
+        artifacts: Vec::new(),
+        upload_error: None,
         truncated: false,
     }
+}
+
+/// The summary of an existing capture directory, from its `summary.json` (for
+/// `procshot upload --termination-summary`).
+pub fn from_capture_dir(dir: &Path) -> Result<TerminationSummary, OutputError> {
+    let path = dir.join(SUMMARY_FILE);
+    let bad = |detail: String| OutputError::BadCapture {
+        path: path.clone(),
+        detail,
+    };
+    let text = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+    let summary: Summary = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    Ok(from_summary(&summary, summary.pid))
+}
+
+/// Adds what an upload did: the uploaded files, or why it failed. The outcome stays the
+/// capture's: a failed upload does not undo a successful capture.
+pub fn with_upload(
+    mut summary: TerminationSummary,
+    upload: &Result<Vec<Artifact>, UploadError>,
+) -> TerminationSummary {
+    match upload {
+        Ok(artifacts) => summary.artifacts = artifacts.clone(),
+        Err(e) => summary.upload_error = Some(e.to_string()),
+    }
+    summary
 }
 
 /// The summary of a capture that failed before writing anything.
@@ -53,6 +82,8 @@ pub fn failed(message: String, target_pid: Option<i32>) -> TerminationSummary {
         counts: None,
         samples: 0,
         findings: Vec::new(),
+        artifacts: Vec::new(),
+        upload_error: None,
         truncated: false,
     }
 }

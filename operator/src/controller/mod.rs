@@ -213,9 +213,13 @@ async fn apply(session: &DebugSession, ctx: &Context) -> Result<Action, Error> {
             },
         };
         let reason = observation.reason;
-        let findings = observation.clone().apply_to(&mut status.targets[index]);
+        let (findings, artifacts) = observation.apply_to(&mut status.targets[index]);
         if status.targets[index].phase.is_finished() {
             status::set_findings(&mut status, &target.pod, findings);
+            status
+                .artifacts
+                .retain(|a| !artifacts.iter().any(|new| new.url == a.url));
+            status.artifacts.extend(artifacts);
             if let Some(reason) = reason {
                 let message = status.targets[index].message.clone().unwrap_or_default();
                 publish(

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use procshot_summary::{Outcome, TerminationSummary};
 
-use crate::api::{CaptureCounts, Phase, SessionFinding, TargetStatus};
+use crate::api::{Artifact, CaptureCounts, Phase, SessionFinding, TargetStatus};
 use crate::capture_pod::{CAPTURE_CONTAINER, LOCATE_CONTAINER};
 
 /// Waiting reasons that mean the capture pod will never start.
@@ -33,6 +33,8 @@ pub struct Observation {
     pub counts: Option<CaptureCounts>,
     /// Findings.
     pub findings: Vec<SessionFinding>,
+    /// Uploaded files.
+    pub artifacts: Vec<Artifact>,
 }
 
 impl Observation {
@@ -45,6 +47,7 @@ impl Observation {
             samples: None,
             counts: None,
             findings: Vec::new(),
+            artifacts: Vec::new(),
         }
     }
 
@@ -61,8 +64,8 @@ impl Observation {
         }
     }
 
-    /// Writes the observation into a target's status.
-    pub fn apply_to(self, target: &mut TargetStatus) -> Vec<SessionFinding> {
+    /// Writes the observation into a target's status; returns its findings and artifacts.
+    pub fn apply_to(self, target: &mut TargetStatus) -> (Vec<SessionFinding>, Vec<Artifact>) {
         target.phase = self.phase;
         target.message = self.message;
         target.reason = self.reason.map(str::to_string);
@@ -71,7 +74,7 @@ impl Observation {
         }
         target.samples = self.samples.or(target.samples);
         target.summary = self.counts.or(target.summary.take());
-        self.findings
+        (self.findings, self.artifacts)
     }
 }
 
@@ -185,7 +188,7 @@ fn from_summary(summary: TerminationSummary, target_pod: &str) -> Observation {
             message: f.message,
         })
         .collect();
-    let (phase, reason, message) = match summary.outcome {
+    let (phase, mut reason, mut message) = match summary.outcome {
         Outcome::Succeeded => (Phase::Succeeded, None, None),
         Outcome::Partial => (
             Phase::Succeeded,
@@ -194,6 +197,17 @@ fn from_summary(summary: TerminationSummary, target_pod: &str) -> Observation {
         ),
         Outcome::Failed => (Phase::Failed, Some("CaptureFailed"), Some(summary.message)),
     };
+    if let Some(error) = &summary.upload_error {
+        // The capture worked; its files stayed in the capture pod until its deadline.
+        reason = reason.or(Some("UploadFailed"));
+        let upload = format!(
+            "the files were not uploaded ({error}); they stayed in the capture pod until its deadline"
+        );
+        message = Some(match message {
+            Some(m) => format!("{m}; {upload}"),
+            None => upload,
+        });
+    }
     Observation {
         phase,
         message,
@@ -202,5 +216,6 @@ fn from_summary(summary: TerminationSummary, target_pod: &str) -> Observation {
         samples: Some(summary.samples),
         counts: summary.counts,
         findings,
+        artifacts: summary.artifacts,
     }
 }

@@ -45,6 +45,13 @@ pub struct TerminationSummary {
     /// Findings, most serious first (possibly cut to fit).
     #[serde(default)]
     pub findings: Vec<FindingSummary>,
+    /// Where the capture's files were uploaded (empty when not uploaded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<Artifact>,
+    /// Why the upload failed, when it did (the files then stay in the capture pod until
+    /// its deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_error: Option<String>,
     /// Whether findings were left out to fit [`MAX_BYTES`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -75,6 +82,20 @@ pub struct Counts {
     pub cgroup_limit_bytes: Option<u64>,
 }
 
+/// One uploaded file of a capture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub struct Artifact {
+    /// File name in the capture directory (`fds.json`, `report.html`, …).
+    pub name: String,
+    /// Where it was uploaded (`s3://bucket/prefix/ns/session/20261122T101500Z/fds.json`).
+    pub url: String,
+    /// Size.
+    pub bytes: u64,
+    /// Hex sha256, as in the manifest.
+    pub sha256: String,
+}
+
 /// One finding, without its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingSummary {
@@ -97,7 +118,15 @@ impl TerminationSummary {
                 return json;
             }
             summary.truncated = true;
-            if summary.findings.len() > 1 {
+            if summary.artifacts.len() > 3 {
+                // The manifest lists every file: keep it and the reports.
+                summary.artifacts.retain(|a| {
+                    matches!(
+                        a.name.as_str(),
+                        "manifest.json" | "report.html" | "report.md"
+                    )
+                });
+            } else if summary.findings.len() > 1 {
                 summary.findings.pop();
             } else if let Some(finding) = summary
                 .findings
@@ -151,6 +180,8 @@ mod tests {
             }),
             samples: 3,
             findings: vec![finding(0, 100)],
+            artifacts: Vec::new(),
+            upload_error: None,
             truncated: false,
         };
         let json = summary.to_bounded_json();
@@ -168,6 +199,8 @@ mod tests {
             counts: None,
             samples: 1,
             findings: (0..40).map(|i| finding(i, 300)).collect(),
+            artifacts: Vec::new(),
+            upload_error: None,
             truncated: false,
         };
         let json = summary.to_bounded_json();
