@@ -5,10 +5,10 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use aws_lc_rs::digest::{Context, SHA256};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::analysis::{self, Summary};
 use crate::error::OutputError;
@@ -222,7 +222,7 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, OutputError> {
 /// to be read back to be listed in the manifest.
 struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Context,
     bytes: u64,
 }
 
@@ -253,7 +253,7 @@ fn write_with(
     let file = File::create(&path).map_err(write_err)?;
     let mut writer = HashingWriter {
         inner: BufWriter::with_capacity(1 << 16, file),
-        hasher: Sha256::new(),
+        hasher: Context::new(&SHA256),
         bytes: 0,
     };
     fill(&mut writer)
@@ -262,7 +262,7 @@ fn write_with(
     Ok(FileEntry {
         name: name.to_string(),
         bytes: writer.bytes,
-        sha256: hex::encode(writer.hasher.finalize()),
+        sha256: hex::encode(writer.hasher.finish()),
     })
 }
 
@@ -286,28 +286,32 @@ fn write_file(dir: &Path, name: &str, content: &[u8]) -> Result<FileEntry, Outpu
     write_with(dir, name, |writer| writer.write_all(content))
 }
 
-/// Size and hex sha256 of a file of the capture directory, read in chunks.
+/// Size and hex sha256 of a file of the capture directory.
 fn hash_file(dir: &Path, name: &str) -> Result<FileEntry, OutputError> {
     let path = dir.join(name);
-    let read_err = |source| OutputError::Write {
-        path: path.clone(),
-        source,
-    };
-    let mut file = File::open(&path).map_err(read_err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 1 << 16];
+    let (bytes, sha256) =
+        file_sha256(&path).map_err(|source| OutputError::Write { path, source })?;
+    Ok(FileEntry {
+        name: name.to_string(),
+        bytes,
+        sha256,
+    })
+}
+
+/// Size and hex sha256 of a file, read in 1 MiB chunks (aws-lc-rs's SHA-256: assembly in
+/// every build, also what signs upload requests).
+pub fn file_sha256(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Context::new(&SHA256);
+    let mut buf = vec![0; 1 << 20];
     let mut bytes = 0;
     loop {
-        let n = file.read(&mut buf).map_err(read_err)?;
+        let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    Ok(FileEntry {
-        name: name.to_string(),
-        bytes,
-        sha256: hex::encode(hasher.finalize()),
-    })
+    Ok((bytes, hex::encode(hasher.finish())))
 }

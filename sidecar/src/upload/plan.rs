@@ -2,8 +2,6 @@
 //! its size and sha256, then `manifest.json` itself, each with its object key
 //! `PREFIX/NAMESPACE/SESSION/TIMESTAMP/NAME`.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::digest::{self, SHA256};
@@ -152,27 +150,12 @@ fn directory_name(dir: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Size and hex sha256 of a file, read in chunks. The hash is aws-lc-rs's, which also signs
-/// the requests: assembly in every build, where sha2 is some 30 times slower in debug
-/// builds (the tests hash hundreds of MiB).
+/// Size and hex sha256 of a file.
 fn hash(path: &Path) -> Result<(u64, String), UploadError> {
-    let read_err = |source| UploadError::Read {
+    crate::artifacts::file_sha256(path).map_err(|source| UploadError::Read {
         path: path.to_path_buf(),
         source,
-    };
-    let mut file = File::open(path).map_err(read_err)?;
-    let mut hasher = digest::Context::new(&SHA256);
-    let mut buf = vec![0; 1 << 20];
-    let mut bytes = 0;
-    loop {
-        let n = file.read(&mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    Ok((bytes, hex::encode(hasher.finish())))
+    })
 }
 
 #[cfg(test)]
