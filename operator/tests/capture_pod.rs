@@ -3,27 +3,23 @@
 //! manifest validated with `kubernetes-validate --strict` for Kubernetes 1.29 and 1.37.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use k8s_openapi::api::core::v1::Pod;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
-/// Renders the capture pod for the fixture session with `capture` and extra flags.
-fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
-    let session = std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml"))
-        .unwrap()
-        .replace(
-            "capture: [fds, threads, memory]",
-            &format!("capture: [{}]", capture.join(", ")),
-        );
-    let name: String = format!("{}-{}", capture.join("-"), flags.join(""))
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
+/// The fixture session's YAML.
+fn fixture_session() -> String {
+    std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml")).unwrap()
+}
+
+/// Runs `procshot-operator render` for the session `session` (YAML, written to
+/// `DIR/session-NAME.yaml`) against the fixture target pod, with extra operator flags.
+fn run_render(dir: &Path, name: &str, session: &str, flags: &[&str]) -> Output {
     let session_file = dir.join(format!("session-{name}.yaml"));
     std::fs::write(&session_file, session).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
+    Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
         .args([
             "render",
             "--agent-image",
@@ -35,7 +31,13 @@ fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
         .arg(Path::new(FIXTURES).join("target-pod.yaml"))
         .args(flags)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Like [`run_render`], which must succeed; returns the manifest (also written to
+/// `DIR/capture-pod-NAME.yaml`) as a file and as a Pod.
+fn render_ok(dir: &Path, name: &str, session: &str, flags: &[&str]) -> (PathBuf, Pod) {
+    let output = run_render(dir, name, session, flags);
     assert!(
         output.status.success(),
         "render failed: {}",
@@ -47,6 +49,42 @@ fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
         file,
         serde_saphyr::from_str(&String::from_utf8(output.stdout).unwrap()).unwrap(),
     )
+}
+
+/// Renders the capture pod for the fixture session with `capture` and extra flags.
+fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
+    let session = fixture_session().replace(
+        "capture: [fds, threads, memory]",
+        &format!("capture: [{}]", capture.join(", ")),
+    );
+    let name: String = format!("{}-{}", capture.join("-"), flags.join(""))
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    render_ok(dir, &name, &session, flags)
+}
+
+/// Renders the fixture session with an `output:` block and extra operator flags.
+fn render_with_output(dir: &Path, output: &str, flags: &[&str]) -> (PathBuf, Pod) {
+    let session = format!("{}  output:\n{output}", fixture_session());
+    render_ok(dir, &format!("output-{}", output.len()), &session, flags)
+}
+
+/// Validates manifests with `kubernetes-validate --strict` for Kubernetes 1.29 and 1.37.
+fn validate(files: &[PathBuf]) {
+    for version in ["1.29.0", "1.37.0"] {
+        let output = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", version])
+            .args(files)
+            .output()
+            .expect("kubernetes-validate is needed (pip install kubernetes-validate; make test installs it)");
+        assert!(
+            output.status.success(),
+            "Kubernetes {version} refuses a manifest:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 fn capabilities(pod: &Pod) -> Vec<String> {
@@ -183,20 +221,8 @@ fn the_pod_name_is_deterministic_and_short() {
 #[test]
 fn render_refuses_what_the_controller_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let session = std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml")).unwrap();
-    let session_file = dir.path().join("session.yaml");
-    std::fs::write(
-        &session_file,
-        session.replace("timeout: 5m", "timeout: 20s"),
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
-        .args(["render", "--session"])
-        .arg(&session_file)
-        .arg("--target-pod")
-        .arg(Path::new(FIXTURES).join("target-pod.yaml"))
-        .output()
-        .unwrap();
+    let session = fixture_session().replace("timeout: 5m", "timeout: 20s");
+    let output = run_render(dir.path(), "short-timeout", &session, &[]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -225,48 +251,7 @@ fn every_generated_manifest_is_valid_kubernetes() {
         files.push(render(dir.path(), &captures, &[]).0);
         files.push(render(dir.path(), &captures, &["--kernel-stacks"]).0);
     }
-    for version in ["1.29.0", "1.37.0"] {
-        let output = Command::new("kubernetes-validate")
-            .args(["--strict", "--quiet", "-k", version])
-            .args(&files)
-            .output()
-            .expect("kubernetes-validate is needed (pip install kubernetes-validate; make test installs it)");
-        assert!(
-            output.status.success(),
-            "Kubernetes {version} refuses a manifest:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
-/// Renders the fixture session with an `output:` block and extra operator flags.
-fn render_with_output(dir: &Path, output: &str, flags: &[&str]) -> (PathBuf, Pod) {
-    let session = std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml")).unwrap();
-    let session_file = dir.join(format!("session-output-{}.yaml", output.len()));
-    std::fs::write(&session_file, format!("{session}  output:\n{output}")).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
-        .args(["render", "--session"])
-        .arg(&session_file)
-        .arg("--target-pod")
-        .arg(Path::new(FIXTURES).join("target-pod.yaml"))
-        .args(flags)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "render failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let file = dir.join(format!(
-        "capture-pod-output-{}.yaml",
-        session_file.display().to_string().len()
-    ));
-    std::fs::write(&file, &output.stdout).unwrap();
-    (
-        file,
-        serde_saphyr::from_str(&String::from_utf8(output.stdout).unwrap()).unwrap(),
-    )
+    validate(&files);
 }
 
 #[test]
@@ -391,23 +376,11 @@ fn the_operators_default_output_applies_and_secrets_follow_the_policy() {
     );
 
     // A session may only name a Secret the admin allows.
-    let session = std::fs::read_to_string(Path::new(FIXTURES).join("session.yaml")).unwrap();
-    let session_file = dir.path().join("session-secret.yaml");
-    std::fs::write(
-        &session_file,
-        format!("{session}  output:\n    s3:\n      bucket: mine\n      secretName: team-keys\n"),
-    )
-    .unwrap();
-    let run = |flags: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_procshot-operator"))
-            .args(["render", "--session"])
-            .arg(&session_file)
-            .arg("--target-pod")
-            .arg(Path::new(FIXTURES).join("target-pod.yaml"))
-            .args(flags)
-            .output()
-            .unwrap()
-    };
+    let session = format!(
+        "{}  output:\n    s3:\n      bucket: mine\n      secretName: team-keys\n",
+        fixture_session()
+    );
+    let run = |flags: &[&str]| run_render(dir.path(), "secret", &session, flags);
     let refused = run(&[]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -422,20 +395,4 @@ fn the_operators_default_output_applies_and_secrets_follow_the_policy() {
             .status
             .success()
     );
-}
-
-fn validate(files: &[PathBuf]) {
-    for version in ["1.29.0", "1.37.0"] {
-        let output = Command::new("kubernetes-validate")
-            .args(["--strict", "--quiet", "-k", version])
-            .args(files)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{version}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
 }
