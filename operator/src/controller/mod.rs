@@ -180,7 +180,7 @@ async fn apply(session: &DebugSession, ctx: &Context) -> Result<Action, Error> {
             .map_err(kube_err("reading a capture pod"))?;
         let observation = match existing {
             Some(pod) => observe::observe(&pod, &target.pod),
-            None if target.phase == Phase::Capturing => observe::Observation::failed_now(
+            None if target.phase == Phase::Capturing => observe::Observation::failed(
                 "CapturePodDeleted",
                 format!(
                     "capture pod {} disappeared while capturing (deleted or garbage-collected)",
@@ -209,7 +209,7 @@ async fn apply(session: &DebugSession, ctx: &Context) -> Result<Action, Error> {
                     waiting_for_node = Some(target.node.clone());
                     continue;
                 }
-                Err(refusal) => observe::Observation::failed_now(refusal.reason, refusal.message),
+                Err(refusal) => observe::Observation::failed(refusal.reason, refusal.message),
             },
         };
         let reason = observation.reason;

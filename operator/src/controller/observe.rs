@@ -51,12 +51,8 @@ impl Observation {
         }
     }
 
-    /// A failure decided without looking at a pod.
-    pub fn failed_now(reason: &'static str, message: String) -> Self {
-        Self::failed(reason, message)
-    }
-
-    fn failed(reason: &'static str, message: String) -> Self {
+    /// A failed target, with the condition reason and what went wrong.
+    pub fn failed(reason: &'static str, message: String) -> Self {
         Self {
             message: Some(message),
             reason: Some(reason),
