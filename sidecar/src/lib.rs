@@ -3,8 +3,10 @@
 //!
 //! The library is the engine; the `procshot` binary is a thin CLI over [`capture::run`],
 //! [`report::rerender`], [`locate::locate`] (which finds a Kubernetes container's host
-//! pids) and [`upload::upload`] (which copies a capture directory to object storage). Nothing here ever writes to, signals or stops the target:
-//! every capture only reads `/proc/PID/…` and the target's cgroup files.
+//! pids) and [`upload::upload`] (which copies a capture directory to object storage). Nothing here ever writes to the target.
+//! The captures read `/proc/PID/…` and the target's cgroup files; the few that need a
+//! thread's registers stop it through [`ptrace`], within a documented bound and with a
+//! detach on every path.
 
 pub mod analysis;
 pub mod artifacts;
@@ -13,6 +15,7 @@ pub mod error;
 pub mod fds;
 pub mod locate;
 pub mod memory;
+pub mod ptrace;
 pub mod redact;
 pub mod report;
 pub mod samples;

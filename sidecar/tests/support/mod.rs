@@ -40,6 +40,46 @@ pub fn fixture_binary() -> &'static Path {
     })
 }
 
+/// Builds the Go fixture `tests/fixtures/go/NAME` (a directory with its own `go.mod` and no
+/// dependencies outside the standard library) once per test binary and returns the binary.
+/// Needs Debian's golang-go (`scripts/install-test-deps.sh` installs it); never touches the
+/// network.
+pub fn go_fixture_binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
+        OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    if let Some(binary) = built.get(name) {
+        return binary.clone();
+    }
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/go")
+        .join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("go-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join(name);
+    let output = Command::new("go")
+        .args(["build", "-buildvcs=false", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .current_dir(&source)
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .env(
+            "GOCACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"),
+        )
+        .output()
+        .expect("Go is needed to build the Go fixtures: apt-get install golang-go");
+    assert!(
+        output.status.success(),
+        "building the Go fixture {} failed:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    built.insert(name.to_string(), binary.clone());
+    binary
+}
+
 /// A running fixture process. Dropping it closes its stdin (the fixture exits on EOF)
 /// and kills it.
 pub struct Fixture {
