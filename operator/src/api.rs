@@ -27,13 +27,16 @@ use serde::{Deserialize, Serialize};
 )]
 #[x_kube(
     validation = Rule::new("self.samples == 1 || has(self.interval)").message("spec.interval is required when spec.samples > 1 (for example interval: 10s)"),
-    validation = Rule::new("self == oldSelf").message("a DebugSession's spec cannot be changed: create a new DebugSession")
+    validation = Rule::new("self == oldSelf").message("a DebugSession's spec cannot be changed: create a new DebugSession"),
+    validation = Rule::new("!(has(self.capture) && self.capture.exists(c, c == 'goroutines')) || has(self.goPprof)").message("capture goroutines needs spec.goPprof, the port of the pod's net/http/pprof endpoint (for example goPprof: {port: 6060})"),
+    validation = Rule::new("!has(self.core) || (has(self.capture) && self.capture.exists(c, c == 'core'))").message("spec.core only applies when spec.capture includes core")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DebugSessionSpec {
     /// Which pod (or pods) to capture. Must be in the DebugSession's namespace.
     pub target: TargetSpec,
-    /// What to capture in every sample.
+    /// What to capture: `fds`, `threads`, `memory` and `goroutines` in every sample,
+    /// `stacks` and `core` once after the last sample.
     #[serde(default = "default_captures")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(min = 1))]
     pub capture: Vec<CaptureKind>,
@@ -57,6 +60,55 @@ pub struct DebugSessionSpec {
     /// (none: the files stay in the capture pod and only the findings reach this status).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputSpec>,
+    /// The pod's Go pprof endpoint (`import _ "net/http/pprof"`), reached from inside the
+    /// pod's network namespace, so an endpoint bound to 127.0.0.1 works. Setting it
+    /// captures goroutines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_pprof: Option<GoPprofSpec>,
+    /// Limits of the core dump (with `capture: [core]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<CoreSpec>,
+}
+
+/// Where the target's Go pprof endpoint listens, inside its pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GoPprofSpec {
+    /// TCP port of the endpoint (`6060`).
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Address it is bound to inside the pod; default `127.0.0.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9A-Za-z.:-]+$"), length(max = 253))]
+    pub host: Option<String>,
+}
+
+impl GoPprofSpec {
+    /// `HOST:PORT` as `procshot capture --go-pprof` takes it.
+    pub fn address(&self) -> String {
+        let host = self.host.as_deref().unwrap_or("127.0.0.1");
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// Limits of a core dump.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CoreSpec {
+    /// Refuse the dump when the memory it would hold is larger than this (a quantity such
+    /// as `2Gi`); default: the operator's limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi|Ti)?$"))]
+    pub max_bytes: Option<String>,
+    /// The longest the process may stay paused while its memory is copied (`2s`); the dump
+    /// is abandoned, and the process resumed, when it would take longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m))+$"))]
+    pub max_pause: Option<String>,
 }
 
 /// Where a capture's files go: an S3-compatible bucket, or a PersistentVolumeClaim in the
@@ -147,6 +199,16 @@ pub enum CaptureKind {
     Threads,
     /// Memory status, smaps rollup, largest mappings, cgroup memory.
     Memory,
+    /// Native stacks of every thread (each thread stopped at most 10 ms, one at a time),
+    /// symbolized from the target's own binaries; taken once, after the last sample.
+    Stacks,
+    /// Go goroutines grouped by stack in every sample, and a heap profile, from the pod's
+    /// pprof endpoint (`spec.goPprof`).
+    Goroutines,
+    /// An ELF core dump (`core.zst`) that gdb opens. It holds every secret of the process,
+    /// so the operator's policy must allow it; the process is paused while its memory is
+    /// copied.
+    Core,
 }
 
 impl CaptureKind {
@@ -156,6 +218,9 @@ impl CaptureKind {
             Self::Fds => "fds",
             Self::Threads => "threads",
             Self::Memory => "memory",
+            Self::Stacks => "stacks",
+            Self::Goroutines => "goroutines",
+            Self::Core => "core",
         }
     }
 }

@@ -5,9 +5,12 @@
 //! Least privilege: the `locate` init container only reads world-readable
 //! `/proc/*/cgroup` and runs as nobody with every capability dropped; the `capture`
 //! container runs as root with only the capabilities its captures need (`SYS_PTRACE` to
-//! read another user's fd table, threads and smaps, `DAC_READ_SEARCH` for fd targets,
-//! `SYS_ADMIN` only when the admin allows kernel stacks), a read-only root filesystem and
-//! the runtime's default seccomp profile.
+//! read another user's fd table, threads and smaps and to stop threads for their stacks
+//! and core dumps, `DAC_READ_SEARCH` for fd targets and the target's binaries, `SYS_ADMIN`
+//! only when the admin allows kernel stacks or a session captures goroutines, which needs
+//! to enter the pod's network namespace), a read-only root filesystem and the runtime's
+//! default seccomp profile (which allows ptrace, process_vm_readv and setns to a container
+//! holding those capabilities).
 
 use std::collections::BTreeSet;
 
@@ -61,7 +64,10 @@ pub fn capabilities(captures: &[CaptureKind], config: &OperatorConfig) -> Vec<&'
                     caps.insert("SYS_ADMIN");
                 }
             }
-            CaptureKind::Memory => caps.extend(["SYS_PTRACE", "DAC_READ_SEARCH"]),
+            CaptureKind::Memory | CaptureKind::Stacks | CaptureKind::Core => {
+                caps.extend(["SYS_PTRACE", "DAC_READ_SEARCH"])
+            }
+            CaptureKind::Goroutines => caps.extend(["SYS_PTRACE", "SYS_ADMIN"]),
         }
     }
     caps.into_iter().collect()
@@ -78,7 +84,7 @@ pub fn build(
     let session_namespace = session.metadata.namespace.clone().unwrap_or_default();
     let captures: Vec<&str> = plan.captures.iter().map(|c| c.name()).collect();
     let seconds = |d: std::time::Duration| format!("{}ms", d.as_millis());
-    let capture_args = vec![
+    let mut capture_args = vec![
         "capture".to_string(),
         "--target-file=/work/target.json".into(),
         "--out=/work/capture".into(),
@@ -89,6 +95,15 @@ pub fn build(
         format!("--cgroup-root={HOST_CGROUP}"),
         "--termination-summary=/dev/termination-log".into(),
     ];
+    if let Some(address) = &plan.go_pprof {
+        capture_args.push(format!("--go-pprof={address}"));
+    }
+    if let Some(core) = &plan.core {
+        capture_args.push(format!("--core-max-bytes={}", core.max_bytes));
+        if let Some(pause) = core.max_pause {
+            capture_args.push(format!("--core-max-pause={}", seconds(pause)));
+        }
+    }
     let locate_args = vec![
         "locate".to_string(),
         format!("--pod-uid={}", target.pod_uid),
@@ -126,7 +141,7 @@ pub fn build(
             "tolerations": [{"operator": "Exists"}],
             "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
             "volumes": [
-                {"name": "work", "emptyDir": {"sizeLimit": "256Mi"}},
+                {"name": "work", "emptyDir": {"sizeLimit": scratch_size(plan)}},
                 {"name": "host-cgroup", "hostPath": {"path": "/sys/fs/cgroup", "type": "Directory"}},
             ],
             "initContainers": [{
@@ -178,6 +193,17 @@ pub fn build(
         );
     }
     serde_json::from_value(pod).expect("the capture pod template is a valid Pod")
+}
+
+/// The size of the capture pod's scratch volume: 256 MiB for the capture files, plus room
+/// for a core dump of the largest allowed size (its compressed size never exceeds it by
+/// more than the ELF headers).
+fn scratch_size(plan: &CapturePlan) -> String {
+    const FILES: u64 = 256 << 20;
+    match &plan.core {
+        Some(core) => (FILES + core.max_bytes).to_string(),
+        None => "256Mi".to_string(),
+    }
 }
 
 /// Where the capture container mounts a PVC output.

@@ -22,6 +22,8 @@ pub struct OperatorConfig {
     /// Whether thread captures may read kernel stacks (adds `CAP_SYS_ADMIN` to the capture
     /// container; off by default).
     pub kernel_stacks: bool,
+    /// The largest core dump (memory of the process) a session may ask for, in bytes.
+    pub core_max_bytes: u64,
     /// Where captures go when a session names no output (none: not uploaded).
     pub default_output: Option<OutputSpec>,
     /// The Secret (in the capture namespace) with the S3 credentials of outputs that name
@@ -31,15 +33,29 @@ pub struct OperatorConfig {
     pub allowed_output_secrets: BTreeSet<String>,
 }
 
+/// The captures sessions may ask for unless the admin says otherwise: everything but core
+/// dumps, which hold every secret of the process.
+pub const DEFAULT_ALLOWED_CAPTURES: [CaptureKind; 5] = [
+    CaptureKind::Fds,
+    CaptureKind::Threads,
+    CaptureKind::Memory,
+    CaptureKind::Stacks,
+    CaptureKind::Goroutines,
+];
+
+/// The default limit on a core dump's size: 4 GiB of process memory.
+pub const DEFAULT_CORE_MAX_BYTES: u64 = 4 << 30;
+
 impl Default for OperatorConfig {
     fn default() -> Self {
         Self {
             namespace: "procshot-system".into(),
             agent_image: format!("ghcr.io/procshot/procshot:{}", env!("CARGO_PKG_VERSION")),
-            allowed_captures: [CaptureKind::Fds, CaptureKind::Threads, CaptureKind::Memory].into(),
+            allowed_captures: DEFAULT_ALLOWED_CAPTURES.into(),
             max_timeout: Duration::from_secs(30 * 60),
             max_captures_per_node: 2,
             kernel_stacks: false,
+            core_max_bytes: DEFAULT_CORE_MAX_BYTES,
             default_output: None,
             output_secret: "procshot-output".into(),
             allowed_output_secrets: BTreeSet::new(),

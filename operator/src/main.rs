@@ -66,7 +66,7 @@ struct ConfigArgs {
     #[arg(long, env = "PROCSHOT_AGENT_IMAGE")]
     agent_image: Option<String>,
     /// Captures sessions may ask for (policy), comma-separated.
-    #[arg(long, env = "PROCSHOT_ALLOWED_CAPTURES", value_delimiter = ',', default_value = "fds,threads,memory", value_parser = parse_capture)]
+    #[arg(long, env = "PROCSHOT_ALLOWED_CAPTURES", value_delimiter = ',', default_value = "fds,threads,memory,stacks,goroutines", value_parser = parse_capture)]
     allowed_captures: Vec<CaptureKind>,
     /// The longest spec.timeout allowed.
     #[arg(long, env = "PROCSHOT_MAX_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
@@ -77,6 +77,9 @@ struct ConfigArgs {
     /// Let thread captures read kernel stacks (adds CAP_SYS_ADMIN to capture pods).
     #[arg(long, env = "PROCSHOT_KERNEL_STACKS")]
     kernel_stacks: bool,
+    /// The largest core dump sessions may ask for (memory of the process): 512Mi, 4Gi, ….
+    #[arg(long, env = "PROCSHOT_CORE_MAX_BYTES", default_value = "4Gi", value_parser = parse_size)]
+    core_max_bytes: u64,
     /// Where captures go when a session names no output: s3://bucket/prefix or
     /// pvc://claim/path (default: not uploaded).
     #[arg(long, env = "PROCSHOT_DEFAULT_OUTPUT")]
@@ -122,6 +125,7 @@ impl ConfigArgs {
             max_timeout: self.max_timeout,
             max_captures_per_node: self.max_captures_per_node.max(1),
             kernel_stacks: self.kernel_stacks,
+            core_max_bytes: self.core_max_bytes,
             default_output,
             output_secret: self.output_secret,
             allowed_output_secrets: self
@@ -134,8 +138,16 @@ impl ConfigArgs {
 }
 
 fn parse_capture(text: &str) -> Result<CaptureKind, String> {
-    serde_json::from_value(serde_json::Value::String(text.trim().to_string()))
-        .map_err(|_| format!("unknown capture {text:?}: choose from fds, threads, memory"))
+    serde_json::from_value(serde_json::Value::String(text.trim().to_string())).map_err(|_| {
+        format!(
+            "unknown capture {text:?}: choose from fds, threads, memory, stacks, goroutines, core"
+        )
+    })
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    procshot_operator::plan::parse_quantity(text)
+        .ok_or_else(|| format!("{text:?} is not a size: write it like 512Mi or 4Gi"))
 }
 
 #[derive(clap::Args)]

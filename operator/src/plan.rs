@@ -42,6 +42,19 @@ pub struct CapturePlan {
     pub captures: Vec<CaptureKind>,
     /// Where the files are uploaded, if anywhere.
     pub output: Option<Destination>,
+    /// `HOST:PORT` of the target's Go pprof endpoint (with the goroutines capture).
+    pub go_pprof: Option<String>,
+    /// Limits of the core dump (with the core capture).
+    pub core: Option<CoreLimits>,
+}
+
+/// The limits a core dump runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreLimits {
+    /// The most memory the dump may hold; larger processes are refused by the capture.
+    pub max_bytes: u64,
+    /// The longest pause; default: the capture's own default.
+    pub max_pause: Option<Duration>,
 }
 
 /// A validated output.
@@ -119,6 +132,9 @@ impl CapturePlan {
             ));
         }
         let mut captures = spec.capture.clone();
+        if spec.go_pprof.is_some() {
+            captures.push(CaptureKind::Goroutines);
+        }
         captures.sort();
         captures.dedup();
         let refused: Vec<&str> = captures
@@ -142,12 +158,25 @@ impl CapturePlan {
                 ),
             ));
         }
+        if captures.contains(&CaptureKind::Goroutines) && spec.go_pprof.is_none() {
+            return Err(Refusal::new(
+                "InvalidSpec",
+                "capture goroutines needs spec.goPprof, the port of the pod's net/http/pprof endpoint (for example goPprof: {port: 6060})",
+            ));
+        }
+        let core = if captures.contains(&CaptureKind::Core) {
+            Some(core_limits(session, config)?)
+        } else {
+            None
+        };
         Ok(Self {
             samples: spec.samples,
             interval,
             timeout,
+            go_pprof: spec.go_pprof.as_ref().map(|p| p.address()),
             captures,
             output,
+            core,
         })
     }
 
@@ -162,6 +191,60 @@ impl CapturePlan {
     pub fn capture_timeout(&self) -> Duration {
         self.timeout.saturating_sub(RESULT_MARGIN)
     }
+}
+
+/// The core dump's limits: the session's, within the operator's.
+fn core_limits(session: &DebugSession, config: &OperatorConfig) -> Result<CoreLimits, Refusal> {
+    let spec = session.spec.core.clone().unwrap_or_default();
+    let max_bytes = match &spec.max_bytes {
+        Some(text) => parse_quantity(text).ok_or_else(|| {
+            Refusal::new(
+                "InvalidSpec",
+                format!("spec.core.maxBytes {text:?} is not a size: write it like 512Mi or 2Gi"),
+            )
+        })?,
+        None => config.core_max_bytes,
+    };
+    if max_bytes > config.core_max_bytes {
+        return Err(Refusal::new(
+            "PolicyRefused",
+            format!(
+                "spec.core.maxBytes {} exceeds the operator's limit of {} bytes; lower it or ask a cluster admin",
+                spec.max_bytes.as_deref().unwrap_or_default(),
+                config.core_max_bytes
+            ),
+        ));
+    }
+    let max_pause = spec
+        .max_pause
+        .as_deref()
+        .map(|text| {
+            humantime::parse_duration(text).map_err(|e| {
+                Refusal::new(
+                    "InvalidSpec",
+                    format!("spec.core.maxPause {text:?} is not a duration ({e}): write it like 500ms or 2s"),
+                )
+            })
+        })
+        .transpose()?;
+    Ok(CoreLimits {
+        max_bytes,
+        max_pause,
+    })
+}
+
+/// A binary-suffixed Kubernetes quantity (`512Mi`, `2Gi`, or plain bytes) in bytes.
+pub fn parse_quantity(text: &str) -> Option<u64> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let shift = match &text[digits.len()..] {
+        "" => 0,
+        "Ki" => 10,
+        "Mi" => 20,
+        "Gi" => 30,
+        "Ti" => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 fn upload_budget(has_output: bool, timeout: Duration) -> Duration {

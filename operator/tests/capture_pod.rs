@@ -51,12 +51,19 @@ fn render_ok(dir: &Path, name: &str, session: &str, flags: &[&str]) -> (PathBuf,
     )
 }
 
-/// Renders the capture pod for the fixture session with `capture` and extra flags.
+/// Every capture the operator knows, allowed by the render flags below.
+const ALL_CAPTURES: &str = "--allowed-captures=fds,threads,memory,stacks,goroutines,core";
+
+/// Renders the capture pod for the fixture session with `capture` and extra flags (a
+/// session capturing goroutines names its pprof port).
 fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
-    let session = fixture_session().replace(
+    let mut session = fixture_session().replace(
         "capture: [fds, threads, memory]",
         &format!("capture: [{}]", capture.join(", ")),
     );
+    if capture.contains(&"goroutines") {
+        session.push_str("  goPprof: {port: 6060}\n");
+    }
     let name: String = format!("{}-{}", capture.join("-"), flags.join(""))
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -178,7 +185,7 @@ fn the_capture_pod_runs_on_the_target_node_with_least_privilege() {
 #[test]
 fn capabilities_follow_the_requested_captures() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &[&str], &[&str]); 4] = [
+    let cases: [(&[&str], &[&str], &[&str]); 7] = [
         (&["fds"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
         (&["threads"], &[], &["SYS_PTRACE"]),
         (
@@ -187,6 +194,13 @@ fn capabilities_follow_the_requested_captures() {
             &["SYS_ADMIN", "SYS_PTRACE"],
         ),
         (&["memory"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
+        (&["stacks"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
+        (&["goroutines"], &[], &["SYS_ADMIN", "SYS_PTRACE"]),
+        (
+            &["core"],
+            &[ALL_CAPTURES],
+            &["DAC_READ_SEARCH", "SYS_PTRACE"],
+        ),
     ];
     for (captures, flags, expected) in cases {
         let (_, pod) = render(dir.path(), captures, flags);
@@ -236,22 +250,132 @@ fn render_refuses_what_the_controller_refuses() {
 #[test]
 fn every_generated_manifest_is_valid_kubernetes() {
     let dir = tempfile::tempdir().unwrap();
-    let kinds = ["fds", "threads", "memory"];
+    let kinds = ["fds", "threads", "memory", "stacks", "goroutines", "core"];
     let mut files = vec![PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../crds/debugsession.yaml"
     ))];
-    for mask in 1..8u32 {
+    for mask in 1..(1u32 << kinds.len()) {
         let captures: Vec<&str> = kinds
             .iter()
             .enumerate()
             .filter(|(i, _)| mask & (1 << i) != 0)
             .map(|(_, k)| *k)
             .collect();
-        files.push(render(dir.path(), &captures, &[]).0);
-        files.push(render(dir.path(), &captures, &["--kernel-stacks"]).0);
+        let flags: &[&str] = if mask % 2 == 0 {
+            &[ALL_CAPTURES, "--kernel-stacks"]
+        } else {
+            &[ALL_CAPTURES]
+        };
+        files.push(render(dir.path(), &captures, flags).0);
     }
     validate(&files);
+}
+
+#[test]
+fn goroutines_reach_the_pprof_port_inside_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pod) = render(dir.path(), &["fds", "goroutines"], &[]);
+    let args = pod.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(
+        args.iter().any(|a| a == "--capture=fds,goroutines"),
+        "{args:?}"
+    );
+    assert!(
+        args.iter().any(|a| a == "--go-pprof=127.0.0.1:6060"),
+        "{args:?}"
+    );
+    // goPprof alone asks for goroutines too, on the address it names.
+    let session = format!(
+        "{}  goPprof: {{port: 8081, host: \"::1\"}}\n",
+        fixture_session()
+    );
+    let (_, pod) = render_ok(dir.path(), "pprof-only", &session, &[]);
+    let args = pod.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(
+        args.iter()
+            .any(|a| a == "--capture=fds,threads,memory,goroutines"),
+        "{args:?}"
+    );
+    assert!(
+        args.iter().any(|a| a == "--go-pprof=[::1]:8081"),
+        "{args:?}"
+    );
+    // Without it, goroutines cannot be captured.
+    let session =
+        fixture_session().replace("capture: [fds, threads, memory]", "capture: [goroutines]");
+    let output = run_render(dir.path(), "no-pprof", &session, &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("InvalidSpec: capture goroutines needs spec.goPprof"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn core_dumps_are_opt_in_and_bounded_by_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_core = |core: &str| {
+        fixture_session().replace(
+            "capture: [fds, threads, memory]",
+            &format!("capture: [memory, core]\n{core}"),
+        )
+    };
+    // Refused by the default policy: a core holds every secret of the process.
+    let output = run_render(dir.path(), "core-default", &with_core(""), &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PolicyRefused: capture core is not allowed by the operator's policy"),
+        "{stderr}"
+    );
+    // Allowed: the operator's limit, or the session's lower one, reaches the capture, and
+    // the scratch volume has room for it.
+    let (_, pod) = render_ok(dir.path(), "core-allowed", &with_core(""), &[ALL_CAPTURES]);
+    let spec = pod.spec.as_ref().unwrap();
+    let args = spec.containers[0].args.clone().unwrap();
+    assert!(
+        args.iter()
+            .any(|a| a == &format!("--core-max-bytes={}", 4u64 << 30)),
+        "{args:?}"
+    );
+    let scratch = spec.volumes.as_ref().unwrap()[0].empty_dir.clone().unwrap();
+    assert_eq!(
+        scratch.size_limit.unwrap().0,
+        ((4u64 << 30) + (256 << 20)).to_string()
+    );
+    let session = with_core("  core: {maxBytes: 512Mi, maxPause: 500ms}");
+    let (file, pod) = render_ok(dir.path(), "core-limits", &session, &[ALL_CAPTURES]);
+    let args = pod.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    for expected in [
+        format!("--core-max-bytes={}", 512u64 << 20),
+        "--core-max-pause=500ms".to_string(),
+        "--capture=memory,core".to_string(),
+    ] {
+        assert!(args.contains(&expected), "{expected} missing from {args:?}");
+    }
+    validate(&[file]);
+    // Above the operator's limit: refused, saying what the limit is.
+    let session = with_core("  core: {maxBytes: 8Gi}");
+    let output = run_render(dir.path(), "core-too-big", &session, &[ALL_CAPTURES]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "PolicyRefused: spec.core.maxBytes 8Gi exceeds the operator's limit of 4294967296 bytes"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -30,10 +30,11 @@ captureNamespace:
   label: true
 replicas: 3
 policy:
-  allowedCaptures: [threads, memory]
+  allowedCaptures: [threads, memory, core]
   maxTimeout: 1h30m
   maxCapturesPerNode: 4
   kernelStacks: true
+  coreMaxBytes: 512Mi
 output:
   default: s3://fleet-captures/k8s
   endpoint: http://minio.storage:9000
@@ -622,10 +623,14 @@ fn deployment_carries_the_values() {
         ("PROCSHOT_LEASE_NAME", "procshot-operator"),
         ("PROCSHOT_NAMESPACE", NAMESPACE),
         ("PROCSHOT_AGENT_IMAGE", "ghcr.io/procshot/procshot:0.1.0"),
-        ("PROCSHOT_ALLOWED_CAPTURES", "fds,threads,memory"),
+        (
+            "PROCSHOT_ALLOWED_CAPTURES",
+            "fds,threads,memory,stacks,goroutines",
+        ),
         ("PROCSHOT_MAX_TIMEOUT", "30m"),
         ("PROCSHOT_MAX_CAPTURES_PER_NODE", "2"),
         ("PROCSHOT_KERNEL_STACKS", "false"),
+        ("PROCSHOT_CORE_MAX_BYTES", "4Gi"),
         ("PROCSHOT_OUTPUT_SECRET", "procshot-output"),
         ("PROCSHOT_HTTP_ADDR", "0.0.0.0:8080"),
         ("RUST_LOG", "info"),
@@ -664,10 +669,11 @@ fn deployment_carries_the_values() {
         ("PROCSHOT_LEASE_NAME", "procshot-leader"),
         ("PROCSHOT_NAMESPACE", "procshot-captures"),
         ("PROCSHOT_AGENT_IMAGE", "registry.example/procshot:1.2.3"),
-        ("PROCSHOT_ALLOWED_CAPTURES", "threads,memory"),
+        ("PROCSHOT_ALLOWED_CAPTURES", "threads,memory,core"),
         ("PROCSHOT_MAX_TIMEOUT", "1h30m"),
         ("PROCSHOT_MAX_CAPTURES_PER_NODE", "4"),
         ("PROCSHOT_KERNEL_STACKS", "true"),
+        ("PROCSHOT_CORE_MAX_BYTES", "512Mi"),
         ("PROCSHOT_DEFAULT_OUTPUT", "s3://fleet-captures/k8s"),
         (
             "PROCSHOT_DEFAULT_OUTPUT_ENDPOINT",
@@ -723,6 +729,19 @@ fn operator_accepts_the_rendered_environment() {
         text(&output.stderr).contains("PolicyRefused"),
         "{}",
         text(&output.stderr)
+    );
+    // core is, and policy.coreMaxBytes sizes the capture pod's scratch volume.
+    let output = operator_render(deployment, "memory, core");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let pod: Value = serde_saphyr::from_str(&text(&output.stdout)).unwrap();
+    let args = pod["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains(&format!("--core-max-bytes={}", 512u64 << 20)),
+        "{args}"
+    );
+    assert_eq!(
+        pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"],
+        ((256u64 + 512) << 20).to_string()
     );
 }
 
@@ -971,7 +990,7 @@ fn bad_values_fail_with_a_message() {
             "policy.maxCapturesPerNode: Invalid type. Expected: integer, given: string",
         ),
         (
-            "policy.allowedCaptures={fds,stacks}",
+            "policy.allowedCaptures={fds,heapdump}",
             "policy.allowedCaptures.1",
         ),
         (
@@ -981,6 +1000,10 @@ fn bad_values_fail_with_a_message() {
         (
             "policy.kernelStacks=maybe",
             "policy.kernelStacks: Invalid type",
+        ),
+        (
+            "policy.coreMaxBytes=4GB",
+            "policy.coreMaxBytes: Does not match pattern",
         ),
         (
             "images.operator.pullPolicy=Sometimes",

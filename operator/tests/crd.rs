@@ -48,6 +48,9 @@ fn good_specs_pass() {
         json!({"target": {"selector": {"matchLabels": {"app": "api"}}, "maxPods": 3}, "samples": 2, "interval": "5s", "capture": ["fds"]}),
         json!({"target": {"pod": "a"}, "samples": 1, "output": {"s3": {"bucket": "evidence", "endpoint": "https://minio:9000"}}}),
         json!({"target": {"pod": "a"}, "samples": 1, "output": {"pvc": {"claimName": "evidence", "path": "a/b"}}}),
+        json!({"target": {"pod": "a"}, "samples": 1, "capture": ["stacks", "goroutines"], "goPprof": {"port": 6060}}),
+        json!({"target": {"pod": "a"}, "samples": 1, "goPprof": {"port": 6060, "host": "::1"}}),
+        json!({"target": {"pod": "a"}, "samples": 1, "capture": ["core"], "core": {"maxBytes": "2Gi", "maxPause": "500ms"}}),
     ] {
         assert_eq!(
             violations(&session(spec.clone()), None),
@@ -87,6 +90,14 @@ fn bad_specs_are_refused_with_what_to_fix() {
         (
             json!({"target": {"pod": "a"}, "samples": 1, "output": {"s3": {"bucket": "b"}, "pvc": {"claimName": "c"}}}),
             "set exactly one of spec.output.s3 and spec.output.pvc",
+        ),
+        (
+            json!({"target": {"pod": "a"}, "samples": 1, "capture": ["fds", "goroutines"]}),
+            "capture goroutines needs spec.goPprof, the port of the pod's net/http/pprof endpoint (for example goPprof: {port: 6060})",
+        ),
+        (
+            json!({"target": {"pod": "a"}, "samples": 1, "capture": ["memory"], "core": {"maxBytes": "1Gi"}}),
+            "spec.core only applies when spec.capture includes core",
         ),
     ];
     for (spec, message) in cases {
@@ -133,8 +144,13 @@ fn the_schema_constrains_values_and_prints_useful_columns() {
     assert_eq!(spec["samples"]["minimum"].as_f64(), Some(1.0));
     assert_eq!(
         spec["capture"]["items"]["enum"],
-        json!(["fds", "threads", "memory"])
+        json!(["fds", "threads", "memory", "stacks", "goroutines", "core"])
     );
+    assert_eq!(
+        spec["goPprof"]["properties"]["port"]["maximum"].as_f64(),
+        Some(65535.0)
+    );
+    assert_eq!(spec["goPprof"]["required"], json!(["port"]));
     assert_eq!(spec["capture"]["x-kubernetes-list-type"], json!("set"));
     assert_eq!(spec["interval"]["pattern"], json!("^([0-9]+(ms|s|m|h))+$"));
 }

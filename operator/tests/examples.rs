@@ -2,7 +2,7 @@
 //! into the API types, passes the CRD's CEL rules and the operator's own checks.
 
 use kube::core::cel::Validator;
-use procshot_operator::api::DebugSession;
+use procshot_operator::api::{CaptureKind, DebugSession};
 use procshot_operator::config::OperatorConfig;
 use procshot_operator::plan::CapturePlan;
 use serde_json::Value;
@@ -32,8 +32,15 @@ fn every_example_is_a_valid_debug_session() {
         if let Err(errors) = Validator::new().validate(schema, &object, None) {
             panic!("{} breaks the CRD's rules: {errors}", path.display());
         }
-        // …and the operator's own checks (timeout long enough, default policy).
-        if let Err(refusal) = CapturePlan::from_session(&session, &OperatorConfig::default()) {
+        // …and the operator's own checks (timeout long enough, default policy; a core
+        // dump only once the admin allows it).
+        let mut config = OperatorConfig::default();
+        if session.spec.capture.contains(&CaptureKind::Core) {
+            let refusal = CapturePlan::from_session(&session, &config).unwrap_err();
+            assert_eq!(refusal.reason, "PolicyRefused", "{}", path.display());
+            config.allowed_captures.insert(CaptureKind::Core);
+        }
+        if let Err(refusal) = CapturePlan::from_session(&session, &config) {
             panic!(
                 "{}: the operator would refuse it: {refusal}",
                 path.display()
@@ -42,7 +49,7 @@ fn every_example_is_a_valid_debug_session() {
         checked += 1;
     }
     assert!(
-        checked >= 4,
+        checked >= 5,
         "expected an example per incident, found {checked}"
     );
 }
