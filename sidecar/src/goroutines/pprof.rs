@@ -183,7 +183,10 @@ pub fn get(
             .unwrap_or_else(|_| {
                 Err(PprofError::TimedOut {
                     url: url.clone(),
-                    timeout: humantime::format_duration(limits.timeout).to_string(),
+                    timeout: humantime::format_duration(Duration::from_millis(
+                        limits.timeout.as_millis() as u64,
+                    ))
+                    .to_string(),
                 })
             })
     })
