@@ -348,6 +348,34 @@ fn goroutines_are_read_inside_the_targets_network_namespace() {
     assert!(run.get("error").is_none(), "{run}");
     assert!(manifest.get("partial").is_none());
 
+    // The reports show the groups; `procshot report` re-analyzes and keeps every file.
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Goroutines (last sample, biggest groups first)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| 12 | 12 → 12 → 12 | semacquire | main.waitForLock |"),
+        "{report}"
+    );
+    support::assert_success(
+        &support::procshot()
+            .arg("report")
+            .arg(&dir)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(support::finding(&dir, "GOROUTINES_BLOCKED").1, message);
+    let files = support::read_json(&dir, "manifest.json")["files"].clone();
+    assert!(
+        files
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "heap.pb.gz"),
+        "{files}"
+    );
+
     // Summary counts and the termination summary carry the goroutine count.
     let summary = support::read_json(&dir, "summary.json");
     let total = samples[2]["total"].as_u64().unwrap();
