@@ -217,14 +217,16 @@ pub fn run(
             Err(e) => return Err(e.into()),
         }
     }
-    let heap = match (&options.go_pprof, &goroutines_error) {
-        (Some(pprof), None) if taken > 0 && options.captures.contains(&CaptureKind::Goroutines) => {
-            heap_profile(&target, pprof, options, start)
-                .map_err(|e| goroutines_error = Some(e))
-                .ok()
+    let mut heap = None;
+    if let (Some(pprof), None) = (&options.go_pprof, &goroutines_error)
+        && taken > 0
+        && options.captures.contains(&CaptureKind::Goroutines)
+    {
+        match heap_profile(&target, pprof, options, start) {
+            Ok(profile) => heap = Some(profile),
+            Err(e) => goroutines_error = Some(e),
         }
-        _ => None,
-    };
+    }
     let mut reasons: Vec<String> = partial.into_iter().collect();
     if let Some(error) = &goroutines_error {
         reasons.push(format!("goroutines: {error}"));

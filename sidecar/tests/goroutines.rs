@@ -551,6 +551,20 @@ fn a_server_that_is_not_pprof_is_recognized() {
             && error.ends_with("is this a Go net/http/pprof endpoint?"),
         "{error}"
     );
+    // A Go server without net/http/pprof: 404.
+    let port = serve(|mut stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\n404 page not found\n",
+        );
+    });
+    let error = capture_with_bad_endpoint(port, &[]);
+    assert!(
+        error.starts_with(&format!(
+            "GET http://127.0.0.1:{port}/debug/pprof/goroutine?debug=2 answered HTTP 404 Not Found: \
+             this server does not serve Go's net/http/pprof there"
+        )),
+        "{error}"
+    );
 }
 
 #[test]
