@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{self, Summary};
 use crate::error::OutputError;
+use crate::goroutines::buildinfo::GoBuildInfo;
 use crate::report;
 use crate::samples::{CaptureData, Series};
 use crate::target::TargetIdentity;
@@ -22,6 +23,12 @@ pub const FDS_FILE: &str = "fds.json";
 pub const THREADS_FILE: &str = "threads.json";
 /// `memory.json`.
 pub const MEMORY_FILE: &str = "memory.json";
+/// `goroutines.json`.
+pub const GOROUTINES_FILE: &str = "goroutines.json";
+/// `goroutines.txt`: the last goroutine sample, grouped, for people.
+pub const GOROUTINES_TEXT_FILE: &str = "goroutines.txt";
+/// `heap.pb.gz`: the Go heap profile, as the endpoint served it.
+pub const HEAP_FILE: &str = "heap.pb.gz";
 /// `summary.json`.
 pub const SUMMARY_FILE: &str = "summary.json";
 /// `manifest.json`.
@@ -56,6 +63,9 @@ pub struct Manifest {
     /// Set when the capture is partial: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial: Option<String>,
+    /// The Go build info of the target's executable, when it is a Go program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_build_info: Option<GoBuildInfo>,
     /// Every other file of the directory, with its size and sha256.
     pub files: Vec<FileEntry>,
 }
@@ -83,12 +93,15 @@ impl Tool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CaptureRun {
-    /// `fds`, `threads` or `memory`.
+    /// `fds`, `threads`, `memory`, `goroutines`…
     pub kind: String,
     /// The file it wrote.
     pub file: String,
     /// Milliseconds each sample took.
     pub sample_durations_ms: Vec<f64>,
+    /// Why it failed, when it did (the other captures went on; the capture is partial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One artifact file.
@@ -129,13 +142,14 @@ pub fn create_output_dir(dir: &Path) -> Result<(), OutputError> {
     })
 }
 
-/// Writes the sampled data, then the results ([`write_results`]).
+/// Writes the sampled data, then the results ([`write_results`]). Files already listed in
+/// `manifest.files` (written with [`write_artifact`]) stay listed.
 pub fn write_capture(
     dir: &Path,
     manifest: &mut Manifest,
     data: &CaptureData,
 ) -> Result<Summary, OutputError> {
-    let mut files = Vec::new();
+    let mut files = std::mem::take(&mut manifest.files);
     if let Some(series) = &data.fds {
         files.push(write_json(dir, FDS_FILE, series, false)?);
     }
@@ -144,6 +158,9 @@ pub fn write_capture(
     }
     if let Some(series) = &data.memory {
         files.push(write_json(dir, MEMORY_FILE, series, false)?);
+    }
+    if let Some(series) = &data.goroutines {
+        files.push(write_json(dir, GOROUTINES_FILE, series, false)?);
     }
     write_results(dir, manifest, data, files)
 }
@@ -155,11 +172,18 @@ pub fn rewrite_results(
     manifest: &mut Manifest,
     data: &CaptureData,
 ) -> Result<Summary, OutputError> {
-    let files = [FDS_FILE, THREADS_FILE, MEMORY_FILE]
-        .into_iter()
-        .filter(|name| dir.join(name).exists())
-        .map(|name| hash_file(dir, name))
-        .collect::<Result<_, _>>()?;
+    let files = [
+        FDS_FILE,
+        THREADS_FILE,
+        MEMORY_FILE,
+        GOROUTINES_FILE,
+        GOROUTINES_TEXT_FILE,
+        HEAP_FILE,
+    ]
+    .into_iter()
+    .filter(|name| dir.join(name).exists())
+    .map(|name| hash_file(dir, name))
+    .collect::<Result<_, _>>()?;
     write_results(dir, manifest, data, files)
 }
 
@@ -173,12 +197,12 @@ fn write_results(
 ) -> Result<Summary, OutputError> {
     let summary = analysis::summarize(manifest.target.pid, data, manifest.partial.clone());
     files.push(write_json(dir, SUMMARY_FILE, &summary, true)?);
-    files.push(write_file(
+    files.push(write_artifact(
         dir,
         REPORT_MD_FILE,
         report::markdown(manifest, &summary, data).as_bytes(),
     )?);
-    files.push(write_file(
+    files.push(write_artifact(
         dir,
         REPORT_HTML_FILE,
         report::html(manifest, &summary, data).as_bytes(),
@@ -203,6 +227,9 @@ pub fn load(dir: &Path) -> Result<(Manifest, CaptureData), OutputError> {
             .map(|p| read_json::<Series<_>>(&p))
             .transpose()?,
         memory: optional(MEMORY_FILE)?
+            .map(|p| read_json::<Series<_>>(&p))
+            .transpose()?,
+        goroutines: optional(GOROUTINES_FILE)?
             .map(|p| read_json::<Series<_>>(&p))
             .transpose()?,
     };
@@ -282,7 +309,8 @@ fn write_json<T: Serialize>(
     })
 }
 
-fn write_file(dir: &Path, name: &str, content: &[u8]) -> Result<FileEntry, OutputError> {
+/// Writes one more artifact into the capture directory and returns its manifest entry.
+pub fn write_artifact(dir: &Path, name: &str, content: &[u8]) -> Result<FileEntry, OutputError> {
     write_with(dir, name, |writer| writer.write_all(content))
 }
 

@@ -1,6 +1,8 @@
 //! `procshot capture`: opens the target, takes the requested samples at a fixed interval
 //! under a deadline, and writes the capture directory. A target that exits (or a deadline
-//! that passes) after at least one sample gives a partial capture marked as such.
+//! that passes) after at least one sample gives a partial capture marked as such; so does
+//! a capture that fails on its own (a pprof endpoint that does not answer) while the
+//! others go on.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use chrono::Utc;
 use crate::analysis::Summary;
 use crate::artifacts::{self, CaptureRun, Manifest, Tool};
 use crate::error::{CaptureError, OutputError};
+use crate::goroutines::{self, GoroutineSample, PprofOptions};
 use crate::samples::{CaptureData, SCHEMA_VERSION, Sample, Series};
 use crate::target::Target;
 use crate::{fds, memory, threads, units};
@@ -25,11 +28,13 @@ pub enum CaptureKind {
     Threads,
     /// Memory and cgroup memory.
     Memory,
+    /// Go goroutines (grouped dump every sample) and the heap profile (once), from pprof.
+    Goroutines,
 }
 
 impl CaptureKind {
     /// Every kind, in the order a sample reads them.
-    pub const ALL: [CaptureKind; 3] = [Self::Fds, Self::Threads, Self::Memory];
+    pub const ALL: [CaptureKind; 4] = [Self::Fds, Self::Threads, Self::Memory, Self::Goroutines];
 
     /// The name used on the command line and in the manifest.
     pub fn name(self) -> &'static str {
@@ -37,6 +42,7 @@ impl CaptureKind {
             Self::Fds => "fds",
             Self::Threads => "threads",
             Self::Memory => "memory",
+            Self::Goroutines => "goroutines",
         }
     }
 
@@ -45,6 +51,7 @@ impl CaptureKind {
             Self::Fds => artifacts::FDS_FILE,
             Self::Threads => artifacts::THREADS_FILE,
             Self::Memory => artifacts::MEMORY_FILE,
+            Self::Goroutines => artifacts::GOROUTINES_FILE,
         }
     }
 }
@@ -62,7 +69,10 @@ impl FromStr for CaptureKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name() == s.trim())
-            .ok_or_else(|| format!("unknown capture {s:?}: choose from fds, threads, memory"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown capture {s:?}: choose from {}", names.join(", "))
+            })
     }
 }
 
@@ -86,6 +96,8 @@ pub struct CaptureOptions {
     pub proc_root: PathBuf,
     /// Where cgroup filesystems are mounted, when not found from mountinfo.
     pub cgroup_root: Option<PathBuf>,
+    /// The Go pprof endpoint, for the goroutines capture.
+    pub go_pprof: Option<PprofOptions>,
 }
 
 impl CaptureOptions {
@@ -152,8 +164,25 @@ pub fn run(
 
     let start = Instant::now();
     let started_at = Utc::now();
+    let go_build_info = match goroutines::buildinfo::read(&target.path("exe")) {
+        Ok(info) => info,
+        Err(e) => {
+            progress(&format!("no Go build info: {e}"));
+            None
+        }
+    };
+    if let Some(info) = &go_build_info {
+        progress(&format!(
+            "Go program: {}, main module {}, {} dependencies",
+            info.go_version,
+            info.main.as_ref().map_or("?", |m| m.path.as_str()),
+            info.deps.len()
+        ));
+    }
+
     let mut data = CaptureData::default();
     let mut partial = None;
+    let mut goroutines_error = None;
     let mut taken = 0;
     for index in 0..options.samples {
         let due = options.interval * index as u32;
@@ -166,7 +195,14 @@ pub fn run(
             break;
         }
         std::thread::sleep(due.saturating_sub(start.elapsed()));
-        match take_sample(&target, options, index, start, &mut data) {
+        match take_sample(
+            &target,
+            options,
+            index,
+            start,
+            &mut data,
+            &mut goroutines_error,
+        ) {
             Ok(line) => {
                 taken += 1;
                 progress(&format!("sample {}/{}: {line}", index + 1, options.samples));
@@ -181,12 +217,43 @@ pub fn run(
             Err(e) => return Err(e.into()),
         }
     }
+    let mut heap = None;
+    if let (Some(pprof), None) = (&options.go_pprof, &goroutines_error)
+        && taken > 0
+        && options.captures.contains(&CaptureKind::Goroutines)
+    {
+        match heap_profile(&target, pprof, options, start) {
+            Ok(profile) => heap = Some(profile),
+            Err(e) => goroutines_error = Some(e),
+        }
+    }
+    let mut reasons: Vec<String> = partial.into_iter().collect();
+    if let Some(error) = &goroutines_error {
+        reasons.push(format!("goroutines: {error}"));
+    }
+    let partial = (!reasons.is_empty()).then(|| reasons.join("; "));
     if let Some(reason) = &partial {
         progress(&format!("partial capture: {reason}"));
     }
     truncate_to(&mut data, taken);
 
     artifacts::create_output_dir(&options.out)?;
+    let mut files = Vec::new();
+    if let Some(series) = &data.goroutines {
+        let text = goroutines::text::render(series);
+        files.push(artifacts::write_artifact(
+            &options.out,
+            artifacts::GOROUTINES_TEXT_FILE,
+            text.as_bytes(),
+        )?);
+    }
+    if let Some(heap) = &heap {
+        files.push(artifacts::write_artifact(
+            &options.out,
+            artifacts::HEAP_FILE,
+            heap,
+        )?);
+    }
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         tool: Tool::current(),
@@ -196,9 +263,10 @@ pub fn run(
         interval_seconds: options.interval.as_secs_f64(),
         started_at,
         finished_at: Utc::now(),
-        captures: capture_runs(&options.captures, &data),
+        captures: capture_runs(&options.captures, &data, goroutines_error.as_deref()),
         partial,
-        files: Vec::new(),
+        go_build_info,
+        files,
     };
     let summary = artifacts::write_capture(&options.out, &mut manifest, &data)?;
     Ok(CaptureOutcome {
@@ -208,13 +276,33 @@ pub fn run(
     })
 }
 
-/// Reads one sample of every requested kind; returns the progress line.
+/// Fetches the heap profile after the last sample, within what is left of the deadline.
+fn heap_profile(
+    target: &Target,
+    pprof: &PprofOptions,
+    options: &CaptureOptions,
+    start: Instant,
+) -> Result<hyper::body::Bytes, String> {
+    let left = options.deadline.saturating_sub(start.elapsed());
+    if left.is_zero() {
+        return Err(format!(
+            "the heap profile was not fetched: the deadline of {} had passed",
+            humantime::format_duration(options.deadline)
+        ));
+    }
+    goroutines::heap_profile(target, pprof, left).map_err(|e| format!("heap profile: {e}"))
+}
+
+/// Reads one sample of every requested kind; returns the progress line. The goroutines
+/// capture does not fail the sample: its first error lands in `goroutines_error` and
+/// stops it for the rest of the capture.
 fn take_sample(
     target: &Target,
     options: &CaptureOptions,
     index: usize,
     start: Instant,
     data: &mut CaptureData,
+    goroutines_error: &mut Option<String>,
 ) -> Result<String, CaptureError> {
     let taken_at = Utc::now();
     let offset_seconds = start.elapsed().as_secs_f64();
@@ -254,6 +342,23 @@ fn take_sample(
                     .samples
                     .push(stamp.sample(memory));
             }
+            CaptureKind::Goroutines => {
+                if goroutines_error.is_some() {
+                    continue;
+                }
+                match sample_goroutines(target, options, start) {
+                    Ok(sample) => {
+                        parts.push(format!("{} goroutines", units::count(sample.total)));
+                        series(&mut data.goroutines, target)
+                            .samples
+                            .push(stamp.sample(sample));
+                    }
+                    Err(e) => {
+                        parts.push(format!("goroutines failed ({e}); the other captures go on"));
+                        *goroutines_error = Some(e);
+                    }
+                }
+            }
         }
     }
     parts.push(format!(
@@ -261,6 +366,19 @@ fn take_sample(
         (start.elapsed().as_secs_f64() - offset_seconds) * 1000.0
     ));
     Ok(parts.join(", "))
+}
+
+/// One goroutine dump, within what is left of the deadline.
+fn sample_goroutines(
+    target: &Target,
+    options: &CaptureOptions,
+    start: Instant,
+) -> Result<GoroutineSample, String> {
+    let pprof = options.go_pprof.as_ref().ok_or_else(|| {
+        "no pprof endpoint was given (--go-pprof ADDR): nothing to read goroutines from".to_string()
+    })?;
+    let left = options.deadline.saturating_sub(start.elapsed());
+    goroutines::capture(target, pprof, left).map_err(|e| e.to_string())
 }
 
 /// When and where in the run a sample was taken.
@@ -298,9 +416,16 @@ fn truncate_to(data: &mut CaptureData, samples: usize) {
     if let Some(s) = &mut data.memory {
         s.samples.truncate(samples);
     }
+    if let Some(s) = &mut data.goroutines {
+        s.samples.truncate(samples);
+    }
 }
 
-fn capture_runs(kinds: &[CaptureKind], data: &CaptureData) -> Vec<CaptureRun> {
+fn capture_runs(
+    kinds: &[CaptureKind],
+    data: &CaptureData,
+    goroutines_error: Option<&str>,
+) -> Vec<CaptureRun> {
     kinds
         .iter()
         .map(|kind| {
@@ -308,11 +433,17 @@ fn capture_runs(kinds: &[CaptureKind], data: &CaptureData) -> Vec<CaptureRun> {
                 CaptureKind::Fds => durations(&data.fds),
                 CaptureKind::Threads => durations(&data.threads),
                 CaptureKind::Memory => durations(&data.memory),
+                CaptureKind::Goroutines => durations(&data.goroutines),
+            };
+            let error = match kind {
+                CaptureKind::Goroutines => goroutines_error.map(str::to_string),
+                _ => None,
             };
             CaptureRun {
                 kind: kind.name().to_string(),
                 file: kind.file().to_string(),
                 sample_durations_ms: durations,
+                error,
             }
         })
         .collect()

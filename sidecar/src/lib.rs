@@ -13,6 +13,7 @@ pub mod artifacts;
 pub mod capture;
 pub mod error;
 pub mod fds;
+pub mod goroutines;
 pub mod locate;
 pub mod memory;
 pub mod ptrace;

@@ -4,12 +4,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use procshot_summary::Artifact;
 
 use procshot::analysis::{Finding, Summary};
 use procshot::capture::{self, CaptureKind, CaptureOptions};
 use procshot::error::{UploadError, exit_code};
+use procshot::goroutines::{self, PprofAddress, PprofOptions};
 use procshot::locate::ids::{ContainerId, PodUid};
 use procshot::locate::{self, LocateOptions};
 use procshot::upload::hold::{self, HoldEnd};
@@ -67,7 +68,8 @@ struct CaptureArgs {
     /// Time between the starts of two samples (`500ms`, `2s`, `1m`).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     interval: Duration,
-    /// What to capture, comma-separated, from fds, threads, memory.
+    /// What to capture, comma-separated, from fds, threads, memory, goroutines
+    /// (goroutines needs --go-pprof, which adds it by itself).
     #[arg(
         long = "capture",
         default_value = "fds,threads,memory",
@@ -81,6 +83,17 @@ struct CaptureArgs {
     /// Where procfs is mounted (a node's /proc mounted elsewhere, for example).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
+    /// The Go program's net/http/pprof address: PORT (127.0.0.1:PORT) or HOST:PORT, as
+    /// seen from inside the target's network namespace (procshot connects from there).
+    /// Adds the goroutines capture: the goroutine dump every sample, the heap profile once.
+    #[arg(long, value_name = "ADDR")]
+    go_pprof: Option<PprofAddress>,
+    /// Give up one pprof request after this long (never beyond --timeout).
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, requires = "go_pprof")]
+    go_pprof_timeout: Duration,
+    /// Refuse pprof answers larger than this (`64MiB`, `1GiB`, bytes).
+    #[arg(long, default_value = "256MiB", value_parser = goroutines::pprof::parse_size, requires = "go_pprof")]
+    go_pprof_max_bytes: u64,
     /// Where cgroup filesystems are mounted, when they are not where /proc/self/mountinfo says.
     #[arg(long)]
     cgroup_root: Option<PathBuf>,
@@ -177,6 +190,17 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
     };
     let samples = args.samples as usize;
     let mut captures = args.captures;
+    if args.go_pprof.is_some() {
+        captures.push(CaptureKind::Goroutines);
+    } else if captures.contains(&CaptureKind::Goroutines) {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "--capture goroutines needs --go-pprof ADDR: the address the Go program serves \
+                 net/http/pprof on (for example --go-pprof 6060)",
+            )
+            .exit();
+    }
     captures.sort();
     captures.dedup();
     let out = args.out.unwrap_or_else(|| {
@@ -196,6 +220,11 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
             .unwrap_or_else(|| CaptureOptions::default_deadline(samples, args.interval)),
         proc_root: args.proc_root,
         cgroup_root: args.cgroup_root,
+        go_pprof: args.go_pprof.map(|address| PprofOptions {
+            address,
+            request_timeout: args.go_pprof_timeout,
+            max_bytes: args.go_pprof_max_bytes,
+        }),
     };
     let started = Instant::now();
     let outcome = match capture::run(&options, &mut progress) {

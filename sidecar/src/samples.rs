@@ -1,10 +1,12 @@
 //! The sampled data of a capture as it is stored on disk: `fds.json`, `threads.json` and
-//! `memory.json` each hold one [`Series`] of samples taken at the same instants.
+//! `memory.json` each hold one [`Series`] of samples taken at the same instants;
+//! `goroutines.json` too, possibly with fewer samples when its endpoint failed.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::fds::FdSample;
+use crate::goroutines::GoroutineSample;
 use crate::memory::MemorySample;
 use crate::threads::ThreadSample;
 
@@ -49,6 +51,9 @@ pub struct CaptureData {
     pub threads: Option<Series<ThreadSample>>,
     /// `memory.json`.
     pub memory: Option<Series<MemorySample>>,
+    /// `goroutines.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goroutines: Option<Series<GoroutineSample>>,
 }
 
 impl<T> Series<T> {

@@ -19,6 +19,7 @@ pub fn from_summary(summary: &Summary, target_pid: i32) -> TerminationSummary {
         rss_bytes: s.memory.as_ref().and_then(|m| m.rss_bytes),
         cgroup_working_set_bytes: s.memory.as_ref().and_then(|m| m.cgroup_working_set_bytes),
         cgroup_limit_bytes: s.memory.as_ref().and_then(|m| m.cgroup_limit_bytes),
+        goroutines: s.goroutines,
     });
     TerminationSummary {
         version: VERSION,

@@ -1,14 +1,15 @@
 //! Findings: what looks wrong, with the numbers, in one sentence each. Every threshold is a
 //! named constant here and documented in the README's "Findings" table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Growth, SampleCounts};
 use crate::fds::{FdEntry, FdKind};
-use crate::samples::CaptureData;
+use crate::goroutines::{self, GoroutineSample};
+use crate::samples::{CaptureData, Series};
 use crate::units;
 
 /// `FD_LIMIT_NEAR` warning: open fds at or above this share of the soft limit.
@@ -35,6 +36,22 @@ pub const RSS_GROWTH_MIN_RATIO: f64 = 0.10;
 pub const CGROUP_LIMIT_WARNING: f64 = 0.90;
 /// `CGROUP_MEMORY_NEAR_LIMIT` critical.
 pub const CGROUP_LIMIT_CRITICAL: f64 = 0.97;
+
+/// `GOROUTINE_GROWTH`: the goroutines of one function must grow by at least this many…
+pub const GOROUTINE_GROWTH_MIN: u64 = 10;
+/// …and by this share of their first count, never shrinking between samples.
+pub const GOROUTINE_GROWTH_MIN_RATIO: f64 = 0.10;
+/// `GOROUTINES_BLOCKED`: at least this many goroutines blocked on a lock (`semacquire`,
+/// `sync.Mutex.Lock`, `sync.RWMutex.*Lock`) at the same site…
+pub const GOROUTINES_BLOCKED_LOCK_MIN: u64 = 10;
+/// …or this many on a channel operation or `select` at the same site (idle worker pools
+/// legitimately park many goroutines on one channel)…
+pub const GOROUTINES_BLOCKED_CHANNEL_MIN: u64 = 100;
+/// …each waiting for long: the runtime prints a wait of at least one minute, or the same
+/// goroutine (by id) waited at the same site in samples at least this many seconds apart.
+pub const GOROUTINES_BLOCKED_MIN_SECONDS: f64 = 1.0;
+/// `GOROUTINES_BLOCKED` is critical when the runtime reports waits of this many minutes.
+pub const GOROUTINES_BLOCKED_CRITICAL_MINUTES: u64 = 5;
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -105,6 +122,10 @@ pub fn find(data: &CaptureData, samples: &[SampleCounts], growth: &[Growth]) -> 
     findings.extend(rss_growth(growth, seconds));
     findings.extend(cgroup_near_limit(samples));
     findings.extend(cgroup_oom_kills(samples));
+    if let Some(series) = &data.goroutines {
+        findings.extend(goroutine_growth(series));
+        findings.extend(goroutines_blocked(series));
+    }
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
 }
@@ -397,9 +418,322 @@ fn cgroup_oom_kills(samples: &[SampleCounts]) -> Option<Finding> {
     ))
 }
 
+/// The function whose goroutines grow the most (groups of the last sample summed by the
+/// function of their stack), when they grow enough.
+fn goroutine_growth(series: &Series<GoroutineSample>) -> Option<Finding> {
+    let trends = goroutines::trends(series);
+    let seconds = trends.first()?.offsets.last().copied().unwrap_or(0.0);
+    let mut by_function: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for trend in &trends {
+        let sums = by_function
+            .entry(trend.group.function())
+            .or_insert_with(|| vec![0; trend.counts.len()]);
+        for (sum, count) in sums.iter_mut().zip(&trend.counts) {
+            *sum += count;
+        }
+    }
+    let (function, values) = by_function
+        .into_iter()
+        .map(|(function, values)| (function, Growth::new(function.to_string(), values, seconds)))
+        .filter(|(_, g)| grows(g, GOROUTINE_GROWTH_MIN, GOROUTINE_GROWTH_MIN_RATIO))
+        .max_by(|a, b| a.1.delta.cmp(&b.1.delta).then_with(|| b.0.cmp(a.0)))?;
+    let biggest = trends
+        .iter()
+        .filter(|t| t.group.function() == function)
+        .max_by_key(|t| t.delta())?;
+    let group = biggest.group;
+    let totals: Vec<u64> = series.samples.iter().map(|s| s.data.total).collect();
+    let mut message = format!(
+        "goroutines in {function} grew {} → {} in {} (+{}), mostly [{}]",
+        units::count(values.first()),
+        units::count(values.last()),
+        units::seconds(seconds),
+        units::rate(values.per_second),
+        group.state,
+    );
+    if let Some(site) = group.site() {
+        message.push_str(&format!(" at {}", site.short_location()));
+    }
+    if let Some(creator) = &group.created_by {
+        message.push_str(&format!(", created by {}", creator.function));
+    }
+    message.push_str(&format!(
+        "; all goroutines: {} → {}. Goroutines started and never ending (a loop on a \
+         time.Ticker that is never stopped, a handler that ignores its context) would look \
+         like this",
+        units::count(totals.first().copied().unwrap_or(0)),
+        units::count(totals.last().copied().unwrap_or(0)),
+    ));
+    Some(Finding::new(
+        Severity::Warning,
+        "GOROUTINE_GROWTH",
+        message,
+        json!({
+            "function": function,
+            "state": group.state,
+            "site": group.site(),
+            "createdBy": group.created_by,
+            "values": values.values,
+            "seconds": seconds,
+            "perSecond": values.per_second,
+            "totals": totals,
+        }),
+    ))
+}
+
+/// Whether a wait reason is a lock (`Some(true)`), a channel operation (`Some(false)`) or
+/// neither.
+fn blocking_kind(state: &str) -> Option<bool> {
+    match state {
+        "semacquire" | "sync.Mutex.Lock" | "sync.RWMutex.Lock" | "sync.RWMutex.RLock" => Some(true),
+        "chan receive"
+        | "chan send"
+        | "select"
+        | "chan receive (nil chan)"
+        | "chan send (nil chan)"
+        | "select (no cases)" => Some(false),
+        _ => None,
+    }
+}
+
+/// Goroutines of one sample blocked at one site (wait reason, function, file, line).
+#[derive(Default)]
+struct BlockedSite {
+    count: u64,
+    ids: BTreeSet<u64>,
+    waiting_a_minute_or_more: u64,
+    max_wait_minutes: Option<u64>,
+}
+
+type SiteKey = (String, String, String, u32);
+
+fn blocked_sites(sample: &GoroutineSample) -> BTreeMap<SiteKey, BlockedSite> {
+    let mut sites: BTreeMap<SiteKey, BlockedSite> = BTreeMap::new();
+    for group in &sample.groups {
+        let (Some(_), Some(site)) = (blocking_kind(&group.state), group.site()) else {
+            continue;
+        };
+        let key = (
+            group.state.clone(),
+            site.function.clone(),
+            site.file.clone(),
+            site.line,
+        );
+        let entry = sites.entry(key).or_default();
+        entry.count += group.count;
+        entry.ids.extend(&group.ids);
+        entry.waiting_a_minute_or_more += group.waiting_a_minute_or_more;
+        entry.max_wait_minutes = entry.max_wait_minutes.max(group.max_wait_minutes);
+    }
+    sites
+}
+
+/// Many goroutines waiting for long on the same lock or channel site, in the last sample.
+fn goroutines_blocked(series: &Series<GoroutineSample>) -> Vec<Finding> {
+    let (Some(first), Some(last)) = (series.samples.first(), series.samples.last()) else {
+        return Vec::new();
+    };
+    let apart = last.offset_seconds - first.offset_seconds;
+    let earlier = (apart >= GOROUTINES_BLOCKED_MIN_SECONDS).then(|| blocked_sites(&first.data));
+    let mut findings = Vec::new();
+    for ((state, function, file, line), site) in blocked_sites(&last.data) {
+        let is_lock = blocking_kind(&state) == Some(true);
+        let min = if is_lock {
+            GOROUTINES_BLOCKED_LOCK_MIN
+        } else {
+            GOROUTINES_BLOCKED_CHANNEL_MIN
+        };
+        let key = (state.clone(), function.clone(), file.clone(), line);
+        let still_waiting = earlier
+            .as_ref()
+            .and_then(|sites| sites.get(&key))
+            .map_or(0, |before| {
+                site.ids.intersection(&before.ids).count() as u64
+            });
+        let long = still_waiting.max(site.waiting_a_minute_or_more);
+        if long < min {
+            continue;
+        }
+        let minutes = site.max_wait_minutes.unwrap_or(0);
+        let severity = if minutes >= GOROUTINES_BLOCKED_CRITICAL_MINUTES {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        let location = goroutines::Frame {
+            function: function.clone(),
+            file: file.clone(),
+            line,
+        }
+        .short_location();
+        let mut how_long = Vec::new();
+        if still_waiting > 0 {
+            how_long.push(format!(
+                "{} of them were already waiting there {} earlier",
+                units::count(still_waiting),
+                units::seconds(apart)
+            ));
+        }
+        if minutes > 0 {
+            how_long.push(format!(
+                "{} wait at least a minute, the longest {minutes} minutes",
+                units::count(site.waiting_a_minute_or_more)
+            ));
+        }
+        let what = if is_lock {
+            "on a lock; a lock held for long (or a deadlock) would look like this"
+        } else {
+            "on a channel; a sender or receiver that never comes would look like this"
+        };
+        findings.push(Finding::new(
+            severity,
+            "GOROUTINES_BLOCKED",
+            format!(
+                "{} goroutines wait [{state}] in {function} at {location}: {}; they wait {what}",
+                units::count(site.count),
+                how_long.join(", "),
+            ),
+            json!({
+                "state": state,
+                "function": function,
+                "file": file,
+                "line": line,
+                "count": site.count,
+                "stillWaitingAfterSeconds": still_waiting,
+                "secondsBetweenSamples": apart,
+                "waitingAMinuteOrMore": site.waiting_a_minute_or_more,
+                "maxWaitMinutes": site.max_wait_minutes,
+            }),
+        ));
+    }
+    findings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::goroutines::dump;
+    use crate::samples::Sample;
+
+    /// A sample with `waiters` goroutines on a mutex (ids from 100) waiting `minutes`, and
+    /// `leaks` goroutines in a leaking loop (ids from 1000).
+    fn sample(
+        index: usize,
+        offset: f64,
+        waiters: u64,
+        minutes: u64,
+        leaks: u64,
+    ) -> Sample<GoroutineSample> {
+        let wait = if minutes > 0 {
+            format!(", {minutes} minutes")
+        } else {
+            String::new()
+        };
+        let mut text =
+            String::from("goroutine 1 [chan receive]:\nmain.main()\n\t/app/main.go:20 +0x1\n\n");
+        for id in 100..100 + waiters {
+            text.push_str(&format!("goroutine {id} [semacquire{wait}]:\nsync.runtime_SemacquireMutex(0x0?)\n\t/go/src/runtime/sema.go:77 +0x25\nsync.(*Mutex).Lock(...)\n\t/go/src/sync/mutex.go:90\nmain.waitForLock()\n\t/app/main.go:64 +0x4b\ncreated by main.main\n\t/app/main.go:87 +0x1\n\n"));
+        }
+        for id in 1000..1000 + leaks {
+            text.push_str(&format!("goroutine {id} [select]:\nruntime.gopark(0x0?)\n\t/go/src/runtime/proc.go:363 +0x1\nmain.leakTicker()\n\t/app/main.go:38 +0x1\ncreated by main.startLeaks\n\t/app/main.go:50 +0x1\n\n"));
+        }
+        let goroutines = dump::parse(&text).unwrap();
+        Sample {
+            index,
+            taken_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            offset_seconds: offset,
+            duration_ms: 1.0,
+            data: GoroutineSample {
+                total: goroutines.len() as u64,
+                groups: dump::group(goroutines),
+            },
+        }
+    }
+
+    fn series(samples: Vec<Sample<GoroutineSample>>) -> Series<GoroutineSample> {
+        Series {
+            schema_version: 1,
+            pid: 7,
+            samples,
+        }
+    }
+
+    #[test]
+    fn growth_names_the_growing_function() {
+        let s = series(vec![
+            sample(0, 0.0, 0, 0, 5),
+            sample(1, 2.0, 0, 0, 25),
+            sample(2, 4.0, 0, 0, 45),
+        ]);
+        let finding = goroutine_growth(&s).unwrap();
+        assert!(
+            finding.message.starts_with("goroutines in main.leakTicker grew 5 → 45 in 4 s (+10/s), mostly [select] at app/main.go:38, created by main.startLeaks; all goroutines: 6 → 46"),
+            "{}",
+            finding.message
+        );
+        // 9 more is under the minimum; a shrinking count is no leak.
+        assert!(
+            goroutine_growth(&series(vec![
+                sample(0, 0.0, 0, 0, 5),
+                sample(1, 2.0, 0, 0, 14)
+            ]))
+            .is_none()
+        );
+        assert!(
+            goroutine_growth(&series(vec![
+                sample(0, 0.0, 0, 0, 5),
+                sample(1, 1.0, 0, 0, 40),
+                sample(2, 2.0, 0, 0, 30)
+            ]))
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn blocked_needs_many_goroutines_waiting_long_at_one_site() {
+        // The same 10 goroutines in two samples 2 s apart.
+        let s = series(vec![sample(0, 0.0, 10, 0, 0), sample(1, 2.0, 10, 0, 0)]);
+        let found = goroutines_blocked(&s);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].severity, Severity::Warning);
+        assert_eq!(
+            found[0].message,
+            "10 goroutines wait [semacquire] in main.waitForLock at app/main.go:64: 10 of them were already waiting there 2 s earlier; they wait on a lock; a lock held for long (or a deadlock) would look like this"
+        );
+        // One sample: only the runtime's minutes tell; 6 minutes is critical.
+        let one = goroutines_blocked(&series(vec![sample(0, 0.0, 12, 6, 0)]));
+        assert_eq!(one[0].severity, Severity::Critical);
+        assert!(
+            one[0]
+                .message
+                .contains("12 wait at least a minute, the longest 6 minutes"),
+            "{}",
+            one[0].message
+        );
+        // Too few, too recent, or a channel site under its higher minimum: nothing.
+        assert!(
+            goroutines_blocked(&series(vec![
+                sample(0, 0.0, 9, 0, 0),
+                sample(1, 2.0, 9, 0, 0)
+            ]))
+            .is_empty()
+        );
+        assert!(goroutines_blocked(&series(vec![sample(0, 0.0, 12, 0, 0)])).is_empty());
+        assert!(
+            goroutines_blocked(&series(vec![
+                sample(0, 0.0, 12, 0, 0),
+                sample(1, 0.5, 12, 0, 0)
+            ]))
+            .is_empty()
+        );
+        assert!(
+            goroutines_blocked(&series(vec![
+                sample(0, 0.0, 0, 0, 50),
+                sample(1, 2.0, 0, 0, 90)
+            ]))
+            .is_empty()
+        );
+    }
 
     #[test]
     fn group_descriptions_read_naturally() {

@@ -47,6 +47,9 @@ pub struct SampleCounts {
     /// Memory figures, when memory was captured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryCounts>,
+    /// Goroutines, when the goroutines capture got this sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goroutines: Option<u64>,
 }
 
 /// Fd counts of one sample.
@@ -161,24 +164,37 @@ pub fn summarize(pid: i32, data: &CaptureData, partial: Option<String>) -> Summa
 }
 
 fn sample_counts(data: &CaptureData) -> Vec<SampleCounts> {
+    // The /proc captures have every sample; goroutines may stop early (a failed endpoint).
     let count = [
         data.fds.as_ref().map(|s| s.samples.len()),
         data.threads.as_ref().map(|s| s.samples.len()),
         data.memory.as_ref().map(|s| s.samples.len()),
+        data.goroutines.as_ref().map(|s| s.samples.len()),
     ]
     .into_iter()
     .flatten()
-    .min()
+    .max()
     .unwrap_or(0);
     (0..count)
         .map(|i| {
-            let fds = data.fds.as_ref().map(|series| &series.samples[i]);
-            let threads = data.threads.as_ref().map(|series| &series.samples[i]);
-            let memory = data.memory.as_ref().map(|series| &series.samples[i]);
+            let fds = data.fds.as_ref().and_then(|series| series.samples.get(i));
+            let threads = data
+                .threads
+                .as_ref()
+                .and_then(|series| series.samples.get(i));
+            let memory = data
+                .memory
+                .as_ref()
+                .and_then(|series| series.samples.get(i));
+            let goroutines = data
+                .goroutines
+                .as_ref()
+                .and_then(|series| series.samples.get(i));
             let offset_seconds = fds
                 .map(|s| s.offset_seconds)
                 .or(threads.map(|s| s.offset_seconds))
                 .or(memory.map(|s| s.offset_seconds))
+                .or(goroutines.map(|s| s.offset_seconds))
                 .unwrap_or(0.0);
             SampleCounts {
                 index: i,
@@ -218,6 +234,7 @@ fn sample_counts(data: &CaptureData) -> Vec<SampleCounts> {
                         oom_kills: cgroup.and_then(|c| c.oom_kills),
                     }
                 }),
+                goroutines: goroutines.map(|s| s.data.total),
             }
         })
         .collect()
@@ -269,6 +286,9 @@ fn growth(samples: &[SampleCounts], seconds: f64) -> Vec<Growth> {
     }
     if let Some(values) = series(&|s| s.memory.as_ref().and_then(|m| m.cgroup_working_set_bytes)) {
         out.push(Growth::new("cgroupWorkingSetBytes".into(), values, seconds));
+    }
+    if let Some(values) = series(&|s| s.goroutines) {
+        out.push(Growth::new("goroutines".into(), values, seconds));
     }
     out
 }

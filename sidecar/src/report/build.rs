@@ -6,6 +6,7 @@ use super::{Chart, Document, Section, Table};
 use crate::analysis::{SampleCounts, Summary};
 use crate::artifacts::Manifest;
 use crate::fds::FdSample;
+use crate::goroutines::{self, GoroutineSample};
 use crate::memory::MemorySample;
 use crate::samples::CaptureData;
 use crate::threads::ThreadSample;
@@ -34,6 +35,9 @@ pub(super) fn document(manifest: &Manifest, summary: &Summary, data: &CaptureDat
     }
     if let Some(last) = data.memory.as_ref().and_then(|s| s.samples.last()) {
         sections.extend(memory_sections(&last.data));
+    }
+    if let Some(series) = &data.goroutines {
+        sections.push(goroutines_section(series));
     }
     Document {
         title: format!("procshot: pid {} ({})", target.pid, target.name),
@@ -90,6 +94,22 @@ fn target_section(manifest: &Manifest) -> Section {
         ]);
     }
     rows.extend(t.cgroups.iter().map(|c| vec!["cgroup".into(), c.clone()]));
+    if let Some(go) = &manifest.go_build_info {
+        rows.push(vec!["Go".into(), go.go_version.clone()]);
+        if let Some(main) = &go.main {
+            rows.push(vec![
+                "Go main module".into(),
+                format!("{} {}", main.path, main.version),
+            ]);
+        }
+        if let Some(revision) = go.settings.get("vcs.revision") {
+            rows.push(vec!["Go vcs.revision".into(), revision.clone()]);
+        }
+        rows.push(vec![
+            "Go dependencies".into(),
+            format!("{} (all in manifest.json)", go.deps.len()),
+        ]);
+    }
     rows.push(vec![
         "captured by".into(),
         format!("{} {}", manifest.tool.name, manifest.tool.version),
@@ -326,6 +346,56 @@ fn peers_section(sample: &FdSample) -> Option<Section> {
         ),
         ..Section::default()
     })
+}
+
+fn goroutines_section(series: &crate::samples::Series<GoroutineSample>) -> Section {
+    let trends = goroutines::trends(series);
+    let total = series.samples.last().map_or(0, |s| s.data.total);
+    let rows = trends
+        .iter()
+        .take(TOP_ROWS)
+        .map(|t| {
+            let g = t.group;
+            vec![
+                units::count(g.count),
+                t.counts
+                    .iter()
+                    .map(|c| units::count(*c))
+                    .collect::<Vec<_>>()
+                    .join(" → "),
+                match g.max_wait_minutes {
+                    Some(m) => format!("{}, up to {m} min", g.state),
+                    None => g.state.clone(),
+                },
+                g.function().to_string(),
+                g.site().map(|f| f.short_location()).unwrap_or_default(),
+                g.created_by
+                    .as_ref()
+                    .map(|f| f.function.clone())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    Section {
+        title: "Goroutines (last sample, biggest groups first)".into(),
+        note: Some(format!(
+            "{} goroutines in {} groups of the same state and stack; every stack is in goroutines.txt.",
+            units::count(total),
+            units::count(trends.len() as u64)
+        )),
+        table: table(
+            &[
+                "goroutines",
+                "per sample",
+                "state",
+                "function",
+                "at",
+                "created by",
+            ],
+            rows,
+        ),
+        ..Section::default()
+    }
 }
 
 fn threads_section(sample: &ThreadSample) -> Section {

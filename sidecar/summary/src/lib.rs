@@ -80,6 +80,9 @@ pub struct Counts {
     /// Cgroup memory limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_limit_bytes: Option<u64>,
+    /// Goroutines (Go programs captured with their pprof endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goroutines: Option<u64>,
 }
 
 /// One uploaded file of a capture.

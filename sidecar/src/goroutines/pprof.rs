@@ -1,0 +1,432 @@
+//! Fetching Go's `net/http/pprof` endpoints: one HTTP/1.1 GET per call, on the calling
+//! thread (so that its socket is opened in whatever network namespace that thread is in),
+//! bounded by a timeout and a response size cap, and checked to really be a goroutine dump
+//! or a gzip'd pprof profile.
+
+use std::fmt;
+use std::io::Read;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// The goroutine dump, one block per goroutine with its full stack.
+pub const GOROUTINE_PATH: &str = "/debug/pprof/goroutine?debug=2";
+/// The heap profile (gzip'd protobuf).
+pub const HEAP_PATH: &str = "/debug/pprof/heap";
+
+/// Where a program serves `net/http/pprof`, as seen from inside its network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PprofAddress(String);
+
+impl PprofAddress {
+    /// `host:port`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `http://host:port/PATH`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.0)
+    }
+}
+
+impl fmt::Display for PprofAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for PprofAddress {
+    type Err = String;
+
+    /// `6060` (meaning `127.0.0.1:6060`), `HOST:6060`, `[::1]:6060`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let bad = || {
+            format!(
+                "{s:?} is not a pprof address: give PORT (127.0.0.1:PORT inside the target's \
+                 network namespace) or HOST:PORT, for example 6060 or 127.0.0.1:6060"
+            )
+        };
+        if let Ok(port) = s.parse::<u16>() {
+            return Ok(Self(format!("127.0.0.1:{port}")));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || host.contains('/') || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+/// Why a pprof endpoint gave nothing usable.
+#[derive(Debug, thiserror::Error)]
+pub enum PprofError {
+    /// Connection refused: no program listens there.
+    #[error(
+        "nothing is listening on {address} in the network namespace of pid {pid} (connection \
+         refused): check --go-pprof, the address the program serves net/http/pprof on \
+         (import _ \"net/http/pprof\" and http.ListenAndServe)"
+    )]
+    NotListening {
+        /// The address.
+        address: PprofAddress,
+        /// The target.
+        pid: i32,
+    },
+    /// Any other connection failure.
+    #[error("cannot connect to {address} in the network namespace of pid {pid}: {source}")]
+    Connect {
+        /// The address.
+        address: PprofAddress,
+        /// The target.
+        pid: i32,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No complete answer in time.
+    #[error(
+        "GET {url} got no complete answer within {timeout}: the endpoint hangs or is too \
+         slow (raise --go-pprof-timeout, within the capture's --timeout)"
+    )]
+    TimedOut {
+        /// The request.
+        url: String,
+        /// The timeout, humanly formatted.
+        timeout: String,
+    },
+    /// The server answered with an error status.
+    #[error(
+        "GET {url} answered HTTP {status}: this server does not serve Go's net/http/pprof \
+         there (import _ \"net/http/pprof\" registers it on http.DefaultServeMux)"
+    )]
+    Status {
+        /// The request.
+        url: String,
+        /// The status line's code and reason.
+        status: String,
+    },
+    /// The answer is bigger than the cap.
+    #[error(
+        "GET {url}: the answer is larger than the cap of {cap} (--go-pprof-max-bytes); it \
+         was cut off and not kept: raise the cap if the program really has that many \
+         goroutines"
+    )]
+    TooLarge {
+        /// The request.
+        url: String,
+        /// The cap, humanly formatted.
+        cap: String,
+    },
+    /// HTTP-level failure (not HTTP, connection reset, …).
+    #[error("GET {url} failed: {detail}: is this a Go net/http/pprof endpoint?")]
+    Http {
+        /// The request.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The answer is not what the endpoint serves.
+    #[error("GET {url} did not answer {expected}: {detail}; is this a Go net/http/pprof endpoint?")]
+    NotPprof {
+        /// The request.
+        url: String,
+        /// `a goroutine dump`, `a gzip'd pprof profile`.
+        expected: &'static str,
+        /// What it answered instead.
+        detail: String,
+    },
+    /// A local failure (no runtime, no thread).
+    #[error("GET {url}: {source}")]
+    Local {
+        /// The request.
+        url: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Limits of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// The whole request (connect, answer, body) must finish by then.
+    pub timeout: Duration,
+    /// The body may not be larger.
+    pub max_bytes: u64,
+}
+
+/// GETs `path` from `address` with a current-thread runtime on the calling thread; `pid`
+/// only words the errors. Only a `200 OK` body within the limits is returned.
+pub fn get(
+    address: &PprofAddress,
+    pid: i32,
+    path: &str,
+    limits: RequestLimits,
+) -> Result<Bytes, PprofError> {
+    let url = address.url(path);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| PprofError::Local {
+            url: url.clone(),
+            source,
+        })?;
+    runtime.block_on(async {
+        tokio::time::timeout(limits.timeout, fetch(address, pid, path, &url, limits))
+            .await
+            .unwrap_or_else(|_| {
+                Err(PprofError::TimedOut {
+                    url: url.clone(),
+                    timeout: humantime::format_duration(Duration::from_millis(
+                        limits.timeout.as_millis() as u64,
+                    ))
+                    .to_string(),
+                })
+            })
+    })
+}
+
+async fn fetch(
+    address: &PprofAddress,
+    pid: i32,
+    path: &str,
+    url: &str,
+    limits: RequestLimits,
+) -> Result<Bytes, PprofError> {
+    let http = |e: hyper::Error| PprofError::Http {
+        url: url.to_string(),
+        detail: e.to_string(),
+    };
+    let stream = TcpStream::connect(address.as_str())
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::ConnectionRefused => PprofError::NotListening {
+                address: address.clone(),
+                pid,
+            },
+            _ => PprofError::Connect {
+                address: address.clone(),
+                pid,
+                source,
+            },
+        })?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http)?;
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, address.as_str())
+        .header(
+            http::header::USER_AGENT,
+            concat!("procshot/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| PprofError::Http {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?;
+    let response = sender.send_request(request).await.map_err(http)?;
+    if response.status() != http::StatusCode::OK {
+        connection.abort();
+        return Err(PprofError::Status {
+            url: url.to_string(),
+            status: response.status().to_string(),
+        });
+    }
+    let cap = usize::try_from(limits.max_bytes).unwrap_or(usize::MAX);
+    let body = Limited::new(response.into_body(), cap)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                PprofError::TooLarge {
+                    url: url.to_string(),
+                    cap: crate::units::bytes(limits.max_bytes),
+                }
+            } else {
+                PprofError::Http {
+                    url: url.to_string(),
+                    detail: e.to_string(),
+                }
+            }
+        });
+    connection.abort();
+    Ok(body?.to_bytes())
+}
+
+/// The highest field number of pprof's `Profile` message (`doc_url`).
+const PROFILE_MAX_FIELD: u64 = 15;
+
+/// Checks that `body` is a gzip'd pprof profile: the gzip magic, a gzip stream that
+/// inflates whole (to at most `max_bytes`), and a protobuf whose every top-level field is
+/// one of `Profile`'s (numbers 1 to 15, varint or length-delimited, lengths in bounds).
+pub fn check_profile(url: &str, body: &[u8], max_bytes: u64) -> Result<(), PprofError> {
+    let not = |detail: String| PprofError::NotPprof {
+        url: url.to_string(),
+        expected: "a gzip'd pprof profile",
+        detail,
+    };
+    if !body.starts_with(&[0x1f, 0x8b]) {
+        return Err(not(format!(
+            "it is not gzip'd: it starts with {}",
+            start_of(body)
+        )));
+    }
+    let mut profile = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(max_bytes)
+        .read_to_end(&mut profile)
+        .map_err(|e| not(format!("its gzip stream cannot be read: {e}")))?;
+    check_profile_fields(&profile)
+        .map_err(|detail| not(format!("the gzip'd data is not a pprof profile: {detail}")))
+}
+
+/// Walks the top-level fields of a serialized `Profile`.
+fn check_profile_fields(mut data: &[u8]) -> Result<(), String> {
+    if data.is_empty() {
+        return Err("it is empty".into());
+    }
+    while !data.is_empty() {
+        let tag = uvarint(&mut data).ok_or("a field tag is cut short")?;
+        let (field, wire_type) = (tag >> 3, tag & 7);
+        if field == 0 || field > PROFILE_MAX_FIELD {
+            return Err(format!("field number {field} is not one of Profile's"));
+        }
+        match wire_type {
+            0 => {
+                uvarint(&mut data).ok_or("a number is cut short")?;
+            }
+            2 => {
+                let length = uvarint(&mut data).ok_or("a length is cut short")?;
+                let length = usize::try_from(length).map_err(|_| "a length overflows")?;
+                data = data
+                    .get(length..)
+                    .ok_or_else(|| format!("field {field} runs past the end"))?;
+            }
+            other => {
+                return Err(format!("field {field} has wire type {other}, not 0 or 2"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads an unsigned LEB128 varint (protobuf's, and Go's `binary.Uvarint`).
+pub(crate) fn uvarint(data: &mut &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = data.split_first()?;
+        *data = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The first characters of a body, for messages.
+pub fn start_of(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
+    format!("{text:?}")
+}
+
+/// Parses a byte size: `1048576`, `512KiB`, `64MiB`, `1GiB` (also `K`/`M`/`G`, `KB`…, all
+/// binary).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("{s:?} is not a size: give bytes, or a number with KiB, MiB or GiB")
+    })?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a usable size"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_default_to_loopback() {
+        assert_eq!(
+            "6060".parse::<PprofAddress>().unwrap().as_str(),
+            "127.0.0.1:6060"
+        );
+        assert_eq!(
+            "10.0.0.7:8080"
+                .parse::<PprofAddress>()
+                .unwrap()
+                .url(HEAP_PATH),
+            "http://10.0.0.7:8080/debug/pprof/heap"
+        );
+        assert_eq!(
+            "[::1]:6060".parse::<PprofAddress>().unwrap().as_str(),
+            "[::1]:6060"
+        );
+        for bad in ["", "http://x:1/", "host", "host:port", ":6060", "70000"] {
+            assert!(bad.parse::<PprofAddress>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_binary() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn only_gzip_profiles_pass() {
+        use std::io::Write;
+        let gzip = |content: &[u8]| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(content).unwrap();
+            encoder.finish().unwrap()
+        };
+        // period_type {type: 1, unit: 2}, period 524288, a string table entry.
+        let profile = b"\x5a\x04\x08\x01\x10\x02\x60\x80\x80\x20\x32\x05space";
+        assert!(check_profile("u", &gzip(profile), 1 << 20).is_ok());
+        let html = check_profile("u", b"<html>", 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            html.contains("not gzip'd") && html.contains("<html>"),
+            "{html}"
+        );
+        let text = check_profile("u", &gzip(b"hello"), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        // "he" reads as field 13 = 0x65, then "l" as field 13 with wire type 4.
+        assert!(
+            text.contains("field 13 has wire type 4, not 0 or 2"),
+            "{text}"
+        );
+        let cut = check_profile("u", &gzip(&profile[..8]), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            cut.contains("runs past the end") || cut.contains("cut short"),
+            "{cut}"
+        );
+    }
+}
