@@ -22,6 +22,10 @@ pub const FDS_FILE: &str = "fds.json";
 pub const THREADS_FILE: &str = "threads.json";
 /// `memory.json`.
 pub const MEMORY_FILE: &str = "memory.json";
+/// `stacks.json`: every thread's native stack.
+pub const STACKS_FILE: &str = "stacks.json";
+/// `stacks.txt`: identical native stacks grouped.
+pub const STACKS_TEXT_FILE: &str = "stacks.txt";
 /// `summary.json`.
 pub const SUMMARY_FILE: &str = "summary.json";
 /// `manifest.json`.
@@ -89,6 +93,9 @@ pub struct CaptureRun {
     pub file: String,
     /// Milliseconds each sample took.
     pub sample_durations_ms: Vec<f64>,
+    /// Why this capture failed (the others went on; the capture is marked partial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One artifact file.
@@ -145,6 +152,14 @@ pub fn write_capture(
     if let Some(series) = &data.memory {
         files.push(write_json(dir, MEMORY_FILE, series, false)?);
     }
+    if let Some(stacks) = &data.stacks {
+        files.push(write_json(dir, STACKS_FILE, stacks, false)?);
+        files.push(write_file(
+            dir,
+            STACKS_TEXT_FILE,
+            crate::stacks::output::text(stacks).as_bytes(),
+        )?);
+    }
     write_results(dir, manifest, data, files)
 }
 
@@ -155,11 +170,17 @@ pub fn rewrite_results(
     manifest: &mut Manifest,
     data: &CaptureData,
 ) -> Result<Summary, OutputError> {
-    let files = [FDS_FILE, THREADS_FILE, MEMORY_FILE]
-        .into_iter()
-        .filter(|name| dir.join(name).exists())
-        .map(|name| hash_file(dir, name))
-        .collect::<Result<_, _>>()?;
+    let files = [
+        FDS_FILE,
+        THREADS_FILE,
+        MEMORY_FILE,
+        STACKS_FILE,
+        STACKS_TEXT_FILE,
+    ]
+    .into_iter()
+    .filter(|name| dir.join(name).exists())
+    .map(|name| hash_file(dir, name))
+    .collect::<Result<_, _>>()?;
     write_results(dir, manifest, data, files)
 }
 
@@ -205,6 +226,7 @@ pub fn load(dir: &Path) -> Result<(Manifest, CaptureData), OutputError> {
         memory: optional(MEMORY_FILE)?
             .map(|p| read_json::<Series<_>>(&p))
             .transpose()?,
+        stacks: optional(STACKS_FILE)?.map(|p| read_json(&p)).transpose()?,
     };
     Ok((manifest, data))
 }

@@ -1,7 +1,10 @@
 //! `procshot capture`: opens the target, takes the requested samples at a fixed interval
-//! under a deadline, and writes the capture directory. A target that exits (or a deadline
-//! that passes) after at least one sample gives a partial capture marked as such.
+//! under a deadline, then the one-shot captures (native stacks), and writes the capture
+//! directory. A target that exits (or a deadline that passes) after at least one sample
+//! gives a partial capture marked as such; so does a one-shot capture that fails, without
+//! stopping the others.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -13,10 +16,12 @@ use crate::analysis::Summary;
 use crate::artifacts::{self, CaptureRun, Manifest, Tool};
 use crate::error::{CaptureError, OutputError};
 use crate::samples::{CaptureData, SCHEMA_VERSION, Sample, Series};
+use crate::stacks::{self, StacksOptions};
 use crate::target::Target;
 use crate::{fds, memory, threads, units};
 
-/// A kind of capture that can be sampled.
+/// A kind of capture: sampled ones run in every sample, one-shot ones once, after the last
+/// sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CaptureKind {
     /// The fd table.
@@ -25,11 +30,13 @@ pub enum CaptureKind {
     Threads,
     /// Memory and cgroup memory.
     Memory,
+    /// The native stack of every thread (one-shot).
+    Stacks,
 }
 
 impl CaptureKind {
-    /// Every kind, in the order a sample reads them.
-    pub const ALL: [CaptureKind; 3] = [Self::Fds, Self::Threads, Self::Memory];
+    /// Every kind, in the order a capture reads them.
+    pub const ALL: [CaptureKind; 4] = [Self::Fds, Self::Threads, Self::Memory, Self::Stacks];
 
     /// The name used on the command line and in the manifest.
     pub fn name(self) -> &'static str {
@@ -37,7 +44,13 @@ impl CaptureKind {
             Self::Fds => "fds",
             Self::Threads => "threads",
             Self::Memory => "memory",
+            Self::Stacks => "stacks",
         }
+    }
+
+    /// Whether it runs in every sample (else once, after the last sample).
+    pub fn is_sampled(self) -> bool {
+        !matches!(self, Self::Stacks)
     }
 
     fn file(self) -> &'static str {
@@ -45,6 +58,7 @@ impl CaptureKind {
             Self::Fds => artifacts::FDS_FILE,
             Self::Threads => artifacts::THREADS_FILE,
             Self::Memory => artifacts::MEMORY_FILE,
+            Self::Stacks => artifacts::STACKS_FILE,
         }
     }
 }
@@ -62,7 +76,9 @@ impl FromStr for CaptureKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name() == s.trim())
-            .ok_or_else(|| format!("unknown capture {s:?}: choose from fds, threads, memory"))
+            .ok_or_else(|| {
+                format!("unknown capture {s:?}: choose from fds, threads, memory, stacks")
+            })
     }
 }
 
@@ -86,6 +102,8 @@ pub struct CaptureOptions {
     pub proc_root: PathBuf,
     /// Where cgroup filesystems are mounted, when not found from mountinfo.
     pub cgroup_root: Option<PathBuf>,
+    /// How the stacks capture may stop the target's threads.
+    pub stacks: StacksOptions,
 }
 
 impl CaptureOptions {
@@ -155,7 +173,13 @@ pub fn run(
     let mut data = CaptureData::default();
     let mut partial = None;
     let mut taken = 0;
-    for index in 0..options.samples {
+    // With only one-shot captures, one (empty) sample stands for the capture's instant.
+    let samples = if options.captures.iter().any(|k| k.is_sampled()) {
+        options.samples
+    } else {
+        1
+    };
+    for index in 0..samples {
         let due = options.interval * index as u32;
         if due > options.deadline || start.elapsed() > options.deadline {
             partial = Some(format!(
@@ -181,10 +205,48 @@ pub fn run(
             Err(e) => return Err(e.into()),
         }
     }
+    truncate_to(&mut data, taken);
+    let mut errors = BTreeMap::new();
+    if options.captures.contains(&CaptureKind::Stacks) {
+        if partial.is_some() && !target.is_alive() {
+            errors.insert(
+                CaptureKind::Stacks,
+                format!("pid {} exited before its stacks were read", options.pid),
+            );
+        } else {
+            match stacks::capture(
+                &target,
+                &options.proc_root,
+                &options.stacks,
+                start + options.deadline,
+            ) {
+                Ok(stacks) => {
+                    progress(&format!(
+                        "stacks: {} threads in {:.0} ms, longest stop {:.3} ms",
+                        stacks.threads.len(),
+                        stacks.wall_ms,
+                        stacks.longest_stop_ms
+                    ));
+                    if let Some(reason) = &stacks.incomplete {
+                        errors.insert(CaptureKind::Stacks, format!("stacks incomplete: {reason}"));
+                    }
+                    data.stacks = Some(stacks);
+                }
+                Err(e) => {
+                    errors.insert(CaptureKind::Stacks, format!("stacks: {e}"));
+                }
+            }
+        }
+    }
+    for reason in errors.values() {
+        partial = Some(match partial {
+            Some(before) => format!("{before}; {reason}"),
+            None => reason.clone(),
+        });
+    }
     if let Some(reason) = &partial {
         progress(&format!("partial capture: {reason}"));
     }
-    truncate_to(&mut data, taken);
 
     artifacts::create_output_dir(&options.out)?;
     let mut manifest = Manifest {
@@ -196,7 +258,7 @@ pub fn run(
         interval_seconds: options.interval.as_secs_f64(),
         started_at,
         finished_at: Utc::now(),
-        captures: capture_runs(&options.captures, &data),
+        captures: capture_runs(&options.captures, &data, &errors),
         partial,
         files: Vec::new(),
     };
@@ -219,7 +281,7 @@ fn take_sample(
     let taken_at = Utc::now();
     let offset_seconds = start.elapsed().as_secs_f64();
     let mut parts = Vec::new();
-    for kind in &options.captures {
+    for kind in options.captures.iter().filter(|k| k.is_sampled()) {
         let began = Instant::now();
         let stamp = Stamp {
             index,
@@ -254,6 +316,7 @@ fn take_sample(
                     .samples
                     .push(stamp.sample(memory));
             }
+            CaptureKind::Stacks => {}
         }
     }
     parts.push(format!(
@@ -300,7 +363,11 @@ fn truncate_to(data: &mut CaptureData, samples: usize) {
     }
 }
 
-fn capture_runs(kinds: &[CaptureKind], data: &CaptureData) -> Vec<CaptureRun> {
+fn capture_runs(
+    kinds: &[CaptureKind],
+    data: &CaptureData,
+    errors: &BTreeMap<CaptureKind, String>,
+) -> Vec<CaptureRun> {
     kinds
         .iter()
         .map(|kind| {
@@ -308,11 +375,13 @@ fn capture_runs(kinds: &[CaptureKind], data: &CaptureData) -> Vec<CaptureRun> {
                 CaptureKind::Fds => durations(&data.fds),
                 CaptureKind::Threads => durations(&data.threads),
                 CaptureKind::Memory => durations(&data.memory),
+                CaptureKind::Stacks => data.stacks.iter().map(|s| s.wall_ms).collect(),
             };
             CaptureRun {
                 kind: kind.name().to_string(),
                 file: kind.file().to_string(),
                 sample_durations_ms: durations,
+                error: errors.get(kind).cloned(),
             }
         })
         .collect()
@@ -332,11 +401,12 @@ mod tests {
     #[test]
     fn capture_names() {
         assert_eq!("memory".parse::<CaptureKind>(), Ok(CaptureKind::Memory));
+        assert_eq!("stacks".parse::<CaptureKind>(), Ok(CaptureKind::Stacks));
         assert!(
-            "stacks"
+            "stack"
                 .parse::<CaptureKind>()
                 .unwrap_err()
-                .contains("unknown capture \"stacks\"")
+                .contains("unknown capture \"stack\": choose from fds, threads, memory, stacks")
         );
         for kind in CaptureKind::ALL {
             assert_eq!(kind.to_string().parse::<CaptureKind>(), Ok(kind));

@@ -12,6 +12,7 @@ use procshot::capture::{self, CaptureKind, CaptureOptions};
 use procshot::error::{UploadError, exit_code};
 use procshot::locate::ids::{ContainerId, PodUid};
 use procshot::locate::{self, LocateOptions};
+use procshot::stacks::StacksOptions;
 use procshot::upload::hold::{self, HoldEnd};
 use procshot::upload::{self, Destination, Session, UploadOptions};
 use procshot::{report, termination};
@@ -67,7 +68,9 @@ struct CaptureArgs {
     /// Time between the starts of two samples (`500ms`, `2s`, `1m`).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     interval: Duration,
-    /// What to capture, comma-separated, from fds, threads, memory.
+    /// What to capture, comma-separated, from fds, threads, memory, stacks. fds, threads
+    /// and memory are sampled; stacks (the native stack of every thread, which stops each
+    /// thread for a moment, one at a time) is taken once, after the last sample.
     #[arg(
         long = "capture",
         default_value = "fds,threads,memory",
@@ -81,6 +84,12 @@ struct CaptureArgs {
     /// Where procfs is mounted (a node's /proc mounted elsewhere, for example).
     #[arg(long, default_value = "/proc")]
     proc_root: PathBuf,
+    /// stacks: how long to wait for one thread to stop (`10ms`, `500us`, at most 1s); a
+    /// thread that has not stopped by then (uninterruptible sleep) is left running and
+    /// recorded without a stack. Once stopped, a thread is held only to copy its registers
+    /// and at most 256 KiB of its stack, then released, before the next one is stopped.
+    #[arg(long, default_value = "10ms", value_parser = parse_max_stop)]
+    stack_max_stop: Duration,
     /// Where cgroup filesystems are mounted, when they are not where /proc/self/mountinfo says.
     #[arg(long)]
     cgroup_root: Option<PathBuf>,
@@ -196,6 +205,9 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
             .unwrap_or_else(|| CaptureOptions::default_deadline(samples, args.interval)),
         proc_root: args.proc_root,
         cgroup_root: args.cgroup_root,
+        stacks: StacksOptions {
+            max_stop: args.stack_max_stop,
+        },
     };
     let started = Instant::now();
     let outcome = match capture::run(&options, &mut progress) {
@@ -233,6 +245,17 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `--stack-max-stop`: a duration from 1µs to 1s.
+fn parse_max_stop(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() || duration > Duration::from_secs(1) {
+        return Err(format!(
+            "{text} is not a sensible bound: give one from 1us to 1s (default 10ms)"
+        ));
+    }
+    Ok(duration)
 }
 
 fn progress(line: &str) {

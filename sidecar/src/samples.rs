@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fds::FdSample;
 use crate::memory::MemorySample;
+use crate::stacks::StacksCapture;
 use crate::threads::ThreadSample;
 
 /// Version of the on-disk layout of every JSON file procshot writes.
@@ -49,6 +50,9 @@ pub struct CaptureData {
     pub threads: Option<Series<ThreadSample>>,
     /// `memory.json`.
     pub memory: Option<Series<MemorySample>>,
+    /// `stacks.json` (taken once, after the last sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<StacksCapture>,
 }
 
 impl<T> Series<T> {
