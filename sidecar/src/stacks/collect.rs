@@ -29,7 +29,7 @@ pub struct ThreadSnapshot {
     pub bp: u64,
     /// The stack from `sp` upwards.
     pub stack: Vec<u8>,
-    /// From the seize to the detach: an upper bound of how long the thread was stopped.
+    /// From the moment procshot saw the thread stopped to the end of its detach.
     pub stopped_for: Duration,
 }
 
@@ -59,13 +59,13 @@ pub fn snapshot(
     max_stop: Duration,
     space: &AddressSpace,
 ) -> Result<ThreadSnapshot, SnapshotError> {
-    let seized = Instant::now();
     let tracee = Tracee::stop(tid, max_stop)?;
+    let stopped_at = tracee.stopped_at().unwrap_or_else(Instant::now);
     let regs = tracee.registers()?;
     let (ip, sp, bp) = (regs.rip, regs.rsp, regs.rbp);
     let stack = copy_stack(pid, sp, space).map_err(|errno| SnapshotError::Stack { tid, sp, errno });
     tracee.detach();
-    let stopped_for = seized.elapsed();
+    let stopped_for = stopped_at.elapsed();
     Ok(ThreadSnapshot {
         ip,
         sp,

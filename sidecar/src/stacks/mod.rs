@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CaptureError;
-use crate::ptrace;
+use crate::ptrace::{self, PtraceError};
 use crate::samples::SCHEMA_VERSION;
 use crate::target::Target;
 use collect::SnapshotError;
@@ -70,8 +70,8 @@ pub struct StacksCapture {
     pub wall_ms: f64,
     /// The bound on waiting for a thread to stop, in milliseconds.
     pub max_stop_ms: f64,
-    /// The longest time one thread was stopped, in milliseconds (from the seize to the
-    /// detach: an upper bound).
+    /// The longest time one thread was held stopped, in milliseconds (from the moment
+    /// procshot saw it stopped to the end of its detach).
     pub longest_stop_ms: f64,
     /// Why the capture is incomplete (the target exited, the deadline passed), if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,57 +194,65 @@ pub fn capture(
 
     let mut threads = Vec::with_capacity(tids.len());
     let mut incomplete = None;
-    for (read, &tid) in tids.iter().enumerate() {
-        if Instant::now() >= deadline {
-            incomplete = Some(format!(
-                "the deadline passed after {read} of {} threads",
-                tids.len()
-            ));
-            break;
-        }
-        let task = proc_root.join(format!("{pid}/task/{tid}"));
-        let Some((name, state)) = name_and_state(&task) else {
-            continue; // the thread exited
+    let mut exited = 0;
+    // A thread that does not stop within the bound is tried once more after the others
+    // (on a busy machine it may just not have been scheduled in time); a second miss is
+    // recorded with the reason.
+    let mut retry = Vec::new();
+    'passes: for pass in 0..2 {
+        let pending = if pass == 0 {
+            tids.clone()
+        } else {
+            std::mem::take(&mut retry)
         };
-        match collect::snapshot(pid, tid, options.max_stop, &space) {
-            Ok(snapshot) => {
-                let unwound = unwinder.unwind(&space, &snapshot);
-                threads.push((
-                    ThreadStack {
-                        tid,
-                        name,
-                        state,
-                        stop_ms: Some(millis(snapshot.stopped_for)),
-                        frames: Vec::new(),
-                        truncated: unwound.truncated.clone(),
-                        error: None,
-                    },
-                    Some(unwound),
+        for tid in pending {
+            if Instant::now() >= deadline {
+                incomplete = Some(format!(
+                    "the deadline passed after {} of {} threads",
+                    threads.len(),
+                    tids.len()
                 ));
+                break 'passes;
             }
-            Err(SnapshotError::Ptrace(e)) if e.is_exited() => {}
-            Err(e) => {
-                threads.push((
-                    ThreadStack {
-                        tid,
-                        name,
-                        state,
-                        stop_ms: None,
-                        frames: Vec::new(),
-                        truncated: None,
-                        error: Some(e.to_string()),
-                    },
-                    None,
-                ));
+            let task = proc_root.join(format!("{pid}/task/{tid}"));
+            let Some((name, state)) = name_and_state(&task) else {
+                exited += 1;
+                continue;
+            };
+            let mut thread = ThreadStack {
+                tid,
+                name,
+                state,
+                stop_ms: None,
+                frames: Vec::new(),
+                truncated: None,
+                error: None,
+            };
+            match collect::snapshot(pid, tid, options.max_stop, &space) {
+                Ok(snapshot) => {
+                    let unwound = unwinder.unwind(&space, &snapshot);
+                    thread.stop_ms = Some(millis(snapshot.stopped_for));
+                    thread.truncated = unwound.truncated.clone();
+                    threads.push((thread, Some(unwound)));
+                }
+                Err(SnapshotError::Ptrace(e)) if e.is_exited() || is_gone(&task) => exited += 1,
+                Err(SnapshotError::Ptrace(PtraceError::StopTimedOut { .. })) if pass == 0 => {
+                    retry.push(tid);
+                }
+                Err(e) => {
+                    thread.error = Some(e.to_string());
+                    threads.push((thread, None));
+                }
             }
         }
     }
+    threads.sort_by_key(|(thread, _)| thread.tid);
 
     let left = ptrace::threads_in_tracing_stop(proc_root, pid);
     if !left.is_empty() {
         return Err(StacksError::LeftStopped { pid, tids: left });
     }
-    if incomplete.is_none() && !target.is_alive() {
+    if incomplete.is_none() && (!target.is_alive() || (exited > 0 && dies_soon(target))) {
         incomplete = Some(format!(
             "pid {pid} exited during the capture; {} of {} threads were read",
             threads.iter().filter(|(_, u)| u.is_some()).count(),
@@ -307,6 +315,24 @@ pub fn capture(
         modules,
         threads,
     })
+}
+
+/// Whether a target whose threads vanished during the capture is on its way out: a killed
+/// process loses its threads one by one before it becomes a zombie, so give it a moment.
+fn dies_soon(target: &Target) -> bool {
+    let until = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < until {
+        if !target.is_alive() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Whether a thread has exited (a zombie thread refuses ptrace with EPERM).
+fn is_gone(task: &Path) -> bool {
+    name_and_state(task).is_none_or(|(_, state)| state == "Z" || state == "X")
 }
 
 /// A thread's name and state letter, or `None` when it is gone.
