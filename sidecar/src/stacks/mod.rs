@@ -4,11 +4,11 @@
 //!
 //! How, in order:
 //! 1. read `/proc/PID/maps`, open every module's file from the target's view and load its
-//!   unwind information ([`modules`], [`unwind`]), before anything is stopped;
+//!    unwind information ([`modules`], [`unwind`]), before anything is stopped;
 //! 2. one thread at a time: seize, interrupt, wait at most [`StacksOptions::max_stop`] for
-//!   the stop, copy the registers and the top of the stack, detach ([`collect`]); a thread
-//!   that does not stop in time (uninterruptible sleep) is recorded with the reason and
-//!   left running; the stack is unwound from the copy while the next thread is read;
+//!    the stop, copy the registers and the top of the stack, detach ([`collect`]), then
+//!    unwind the copy while the thread runs again; a thread that does not stop in time is
+//!    tried once more after the others, then recorded with the reason and left running;
 //! 3. check that no thread of the target is left in a tracing stop;
 //! 4. symbolize every distinct address once ([`symbolize`]) and write ([`output`]).
 //!
