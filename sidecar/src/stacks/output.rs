@@ -230,7 +230,7 @@ mod tests {
         );
         assert!(text.contains("wait_for_work+0x1e (app)\n"), "{text}");
         assert!(
-            text.contains("2 threads: io\n  tids 14, 15\n  no stack: thread 14 did not stop"),
+            text.contains("2 threads: io ×2\n  tids 14, 15\n  no stack: thread 14 did not stop"),
             "{text}"
         );
     }
