@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the tools `make bench` compares procshot with: lsof, GNU time for peak RSS, Go
-# and curl for the goroutines benchmark, and
+# and curl for the goroutines benchmark, gdb and eu-stack (elfutils) for the stacks
+# benchmark, and
 # the AWS CLI (PyPI, pinned) for the upload benchmark. Garage, its S3 server, is installed
 # by sidecar/benches/upload.sh through scripts/install-garage.sh.
 set -euo pipefail
 
 missing=()
+command -v gdb >/dev/null || missing+=(gdb)
+command -v eu-stack >/dev/null || missing+=(elfutils)
 command -v lsof >/dev/null || missing+=(lsof)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)

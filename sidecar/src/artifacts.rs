@@ -29,6 +29,10 @@ pub const GOROUTINES_FILE: &str = "goroutines.json";
 pub const GOROUTINES_TEXT_FILE: &str = "goroutines.txt";
 /// `heap.pb.gz`: the Go heap profile, as the endpoint served it.
 pub const HEAP_FILE: &str = "heap.pb.gz";
+/// `stacks.json`: every thread's native stack.
+pub const STACKS_FILE: &str = "stacks.json";
+/// `stacks.txt`: identical native stacks grouped.
+pub const STACKS_TEXT_FILE: &str = "stacks.txt";
 /// `summary.json`.
 pub const SUMMARY_FILE: &str = "summary.json";
 /// `manifest.json`.
@@ -99,7 +103,7 @@ pub struct CaptureRun {
     pub file: String,
     /// Milliseconds each sample took.
     pub sample_durations_ms: Vec<f64>,
-    /// Why it failed, when it did (the other captures went on; the capture is partial).
+    /// Why this capture failed (the others went on; the capture is marked partial).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -162,6 +166,14 @@ pub fn write_capture(
     if let Some(series) = &data.goroutines {
         files.push(write_json(dir, GOROUTINES_FILE, series, false)?);
     }
+    if let Some(stacks) = &data.stacks {
+        files.push(write_json(dir, STACKS_FILE, stacks, false)?);
+        files.push(write_artifact(
+            dir,
+            STACKS_TEXT_FILE,
+            crate::stacks::output::text(stacks).as_bytes(),
+        )?);
+    }
     write_results(dir, manifest, data, files)
 }
 
@@ -179,6 +191,8 @@ pub fn rewrite_results(
         GOROUTINES_FILE,
         GOROUTINES_TEXT_FILE,
         HEAP_FILE,
+        STACKS_FILE,
+        STACKS_TEXT_FILE,
     ]
     .into_iter()
     .filter(|name| dir.join(name).exists())
@@ -232,6 +246,7 @@ pub fn load(dir: &Path) -> Result<(Manifest, CaptureData), OutputError> {
         goroutines: optional(GOROUTINES_FILE)?
             .map(|p| read_json::<Series<_>>(&p))
             .transpose()?,
+        stacks: optional(STACKS_FILE)?.map(|p| read_json(&p)).transpose()?,
     };
     Ok((manifest, data))
 }

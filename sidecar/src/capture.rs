@@ -1,9 +1,11 @@
 //! `procshot capture`: opens the target, takes the requested samples at a fixed interval
-//! under a deadline, and writes the capture directory. A target that exits (or a deadline
-//! that passes) after at least one sample gives a partial capture marked as such; so does
-//! a capture that fails on its own (a pprof endpoint that does not answer) while the
-//! others go on.
+//! under a deadline, then the one-shot captures (native stacks), and writes the capture
+//! directory. A target that exits (or a deadline that passes) after at least one sample
+//! gives a partial capture marked as such; so does a capture that fails on its own (a
+//! pprof endpoint that does not answer, a thread that will not stop) while the others go
+//! on.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -16,10 +18,12 @@ use crate::artifacts::{self, CaptureRun, Manifest, Tool};
 use crate::error::{CaptureError, OutputError};
 use crate::goroutines::{self, GoroutineSample, PprofOptions};
 use crate::samples::{CaptureData, SCHEMA_VERSION, Sample, Series};
+use crate::stacks::{self, StacksOptions};
 use crate::target::Target;
 use crate::{fds, memory, threads, units};
 
-/// A kind of capture that can be sampled.
+/// A kind of capture: sampled ones run in every sample, one-shot ones once, after the last
+/// sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CaptureKind {
     /// The fd table.
@@ -30,11 +34,19 @@ pub enum CaptureKind {
     Memory,
     /// Go goroutines (grouped dump every sample) and the heap profile (once), from pprof.
     Goroutines,
+    /// The native stack of every thread (one-shot, after the last sample).
+    Stacks,
 }
 
 impl CaptureKind {
-    /// Every kind, in the order a sample reads them.
-    pub const ALL: [CaptureKind; 4] = [Self::Fds, Self::Threads, Self::Memory, Self::Goroutines];
+    /// Every kind, in the order a capture reads them.
+    pub const ALL: [CaptureKind; 5] = [
+        Self::Fds,
+        Self::Threads,
+        Self::Memory,
+        Self::Goroutines,
+        Self::Stacks,
+    ];
 
     /// The name used on the command line and in the manifest.
     pub fn name(self) -> &'static str {
@@ -43,7 +55,13 @@ impl CaptureKind {
             Self::Threads => "threads",
             Self::Memory => "memory",
             Self::Goroutines => "goroutines",
+            Self::Stacks => "stacks",
         }
+    }
+
+    /// Whether it runs in every sample (else once, after the last sample).
+    pub fn is_sampled(self) -> bool {
+        !matches!(self, Self::Stacks)
     }
 
     fn file(self) -> &'static str {
@@ -52,6 +70,7 @@ impl CaptureKind {
             Self::Threads => artifacts::THREADS_FILE,
             Self::Memory => artifacts::MEMORY_FILE,
             Self::Goroutines => artifacts::GOROUTINES_FILE,
+            Self::Stacks => artifacts::STACKS_FILE,
         }
     }
 }
@@ -98,6 +117,8 @@ pub struct CaptureOptions {
     pub cgroup_root: Option<PathBuf>,
     /// The Go pprof endpoint, for the goroutines capture.
     pub go_pprof: Option<PprofOptions>,
+    /// How the stacks capture may stop the target's threads.
+    pub stacks: StacksOptions,
 }
 
 impl CaptureOptions {
@@ -184,7 +205,13 @@ pub fn run(
     let mut partial = None;
     let mut goroutines_error = None;
     let mut taken = 0;
-    for index in 0..options.samples {
+    // With only one-shot captures, one (empty) sample stands for the capture's instant.
+    let samples = if options.captures.iter().any(|k| k.is_sampled()) {
+        options.samples
+    } else {
+        1
+    };
+    for index in 0..samples {
         let due = options.interval * index as u32;
         if due > options.deadline || start.elapsed() > options.deadline {
             partial = Some(format!(
@@ -227,15 +254,53 @@ pub fn run(
             Err(e) => goroutines_error = Some(e),
         }
     }
-    let mut reasons: Vec<String> = partial.into_iter().collect();
-    if let Some(error) = &goroutines_error {
-        reasons.push(format!("goroutines: {error}"));
+    truncate_to(&mut data, taken);
+    let mut errors = BTreeMap::new();
+    if let Some(error) = goroutines_error {
+        errors.insert(CaptureKind::Goroutines, error);
     }
-    let partial = (!reasons.is_empty()).then(|| reasons.join("; "));
+    if options.captures.contains(&CaptureKind::Stacks) {
+        if partial.is_some() && !target.is_alive() {
+            errors.insert(
+                CaptureKind::Stacks,
+                format!("pid {} exited before its stacks were read", options.pid),
+            );
+        } else {
+            match stacks::capture(
+                &target,
+                &options.proc_root,
+                &options.stacks,
+                start + options.deadline,
+            ) {
+                Ok(stacks) => {
+                    progress(&format!(
+                        "stacks: {} threads in {:.0} ms, longest stop {:.3} ms",
+                        stacks.threads.len(),
+                        stacks.wall_ms,
+                        stacks.longest_stop_ms
+                    ));
+                    if let Some(reason) = &stacks.incomplete {
+                        errors.insert(CaptureKind::Stacks, format!("incomplete: {reason}"));
+                    }
+                    data.stacks = Some(stacks);
+                }
+                Err(e) => {
+                    errors.insert(CaptureKind::Stacks, e.to_string());
+                }
+            }
+        }
+    }
+    // Each failed capture's reason, named after it, joins the partial reasons.
+    for (kind, error) in &errors {
+        let reason = format!("{kind}: {error}");
+        partial = Some(match partial {
+            Some(before) => format!("{before}; {reason}"),
+            None => reason,
+        });
+    }
     if let Some(reason) = &partial {
         progress(&format!("partial capture: {reason}"));
     }
-    truncate_to(&mut data, taken);
 
     artifacts::create_output_dir(&options.out)?;
     let mut files = Vec::new();
@@ -263,7 +328,7 @@ pub fn run(
         interval_seconds: options.interval.as_secs_f64(),
         started_at,
         finished_at: Utc::now(),
-        captures: capture_runs(&options.captures, &data, goroutines_error.as_deref()),
+        captures: capture_runs(&options.captures, &data, &errors),
         partial,
         go_build_info,
         files,
@@ -307,7 +372,7 @@ fn take_sample(
     let taken_at = Utc::now();
     let offset_seconds = start.elapsed().as_secs_f64();
     let mut parts = Vec::new();
-    for kind in &options.captures {
+    for kind in options.captures.iter().filter(|k| k.is_sampled()) {
         let began = Instant::now();
         let stamp = Stamp {
             index,
@@ -359,6 +424,7 @@ fn take_sample(
                     }
                 }
             }
+            CaptureKind::Stacks => {}
         }
     }
     parts.push(format!(
@@ -424,7 +490,7 @@ fn truncate_to(data: &mut CaptureData, samples: usize) {
 fn capture_runs(
     kinds: &[CaptureKind],
     data: &CaptureData,
-    goroutines_error: Option<&str>,
+    errors: &BTreeMap<CaptureKind, String>,
 ) -> Vec<CaptureRun> {
     kinds
         .iter()
@@ -434,16 +500,13 @@ fn capture_runs(
                 CaptureKind::Threads => durations(&data.threads),
                 CaptureKind::Memory => durations(&data.memory),
                 CaptureKind::Goroutines => durations(&data.goroutines),
-            };
-            let error = match kind {
-                CaptureKind::Goroutines => goroutines_error.map(str::to_string),
-                _ => None,
+                CaptureKind::Stacks => data.stacks.iter().map(|s| s.wall_ms).collect(),
             };
             CaptureRun {
                 kind: kind.name().to_string(),
                 file: kind.file().to_string(),
                 sample_durations_ms: durations,
-                error,
+                error: errors.get(kind).cloned(),
             }
         })
         .collect()
@@ -463,12 +526,10 @@ mod tests {
     #[test]
     fn capture_names() {
         assert_eq!("memory".parse::<CaptureKind>(), Ok(CaptureKind::Memory));
-        assert!(
-            "stacks"
-                .parse::<CaptureKind>()
-                .unwrap_err()
-                .contains("unknown capture \"stacks\"")
-        );
+        assert_eq!("stacks".parse::<CaptureKind>(), Ok(CaptureKind::Stacks));
+        assert!("stack".parse::<CaptureKind>().unwrap_err().contains(
+            "unknown capture \"stack\": choose from fds, threads, memory, goroutines, stacks"
+        ));
         for kind in CaptureKind::ALL {
             assert_eq!(kind.to_string().parse::<CaptureKind>(), Ok(kind));
         }

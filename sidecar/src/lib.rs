@@ -20,6 +20,7 @@ pub mod ptrace;
 pub mod redact;
 pub mod report;
 pub mod samples;
+pub mod stacks;
 pub mod target;
 pub mod termination;
 pub mod threads;

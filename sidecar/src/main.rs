@@ -13,6 +13,7 @@ use procshot::error::{UploadError, exit_code};
 use procshot::goroutines::{self, PprofAddress, PprofOptions};
 use procshot::locate::ids::{ContainerId, PodUid};
 use procshot::locate::{self, LocateOptions};
+use procshot::stacks::StacksOptions;
 use procshot::upload::hold::{self, HoldEnd};
 use procshot::upload::{self, Destination, Session, UploadOptions};
 use procshot::{report, termination};
@@ -28,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Sample a live process's fds, threads and memory into a capture directory.
-    Capture(CaptureArgs),
+    Capture(Box<CaptureArgs>),
     /// Re-analyze a capture directory and rewrite summary.json, report.md and report.html.
     Report {
         /// The capture directory.
@@ -68,8 +69,10 @@ struct CaptureArgs {
     /// Time between the starts of two samples (`500ms`, `2s`, `1m`).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     interval: Duration,
-    /// What to capture, comma-separated, from fds, threads, memory, goroutines
-    /// (goroutines needs --go-pprof, which adds it by itself).
+    /// What to capture, comma-separated, from fds, threads, memory, goroutines, stacks.
+    /// fds, threads, memory and goroutines are sampled (goroutines needs --go-pprof, which
+    /// adds it by itself); stacks (the native stack of every thread, which stops each
+    /// thread for a moment, one at a time) is taken once, after the last sample.
     #[arg(
         long = "capture",
         default_value = "fds,threads,memory",
@@ -94,6 +97,12 @@ struct CaptureArgs {
     /// Refuse pprof answers larger than this (`64MiB`, `1GiB`, bytes).
     #[arg(long, default_value = "256MiB", value_parser = goroutines::pprof::parse_size, requires = "go_pprof")]
     go_pprof_max_bytes: u64,
+    /// stacks: how long to wait for one thread to stop (`10ms`, `500us`, at most 1s); a
+    /// thread that has not stopped by then (uninterruptible sleep) is left running and
+    /// recorded without a stack. Once stopped, a thread is held only to copy its registers
+    /// and at most 256 KiB of its stack, then released, before the next one is stopped.
+    #[arg(long, default_value = "10ms", value_parser = parse_max_stop)]
+    stack_max_stop: Duration,
     /// Where cgroup filesystems are mounted, when they are not where /proc/self/mountinfo says.
     #[arg(long)]
     cgroup_root: Option<PathBuf>,
@@ -162,7 +171,7 @@ struct LocateArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Capture(args) => run_capture(args),
+        Command::Capture(args) => run_capture(*args),
         Command::Report { dir } => run_report(&dir),
         Command::Locate(args) => run_locate(args),
         Command::Upload(args) => run_upload(args),
@@ -225,6 +234,9 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
             request_timeout: args.go_pprof_timeout,
             max_bytes: args.go_pprof_max_bytes,
         }),
+        stacks: StacksOptions {
+            max_stop: args.stack_max_stop,
+        },
     };
     let started = Instant::now();
     let outcome = match capture::run(&options, &mut progress) {
@@ -262,6 +274,17 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `--stack-max-stop`: a duration from 1µs to 1s.
+fn parse_max_stop(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() || duration > Duration::from_secs(1) {
+        return Err(format!(
+            "{text} is not a sensible bound: give one from 1us to 1s (default 10ms)"
+        ));
+    }
+    Ok(duration)
 }
 
 fn progress(line: &str) {

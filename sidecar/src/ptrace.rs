@@ -80,6 +80,8 @@ pub struct Tracee {
     /// Whether the thread reached its stop (a seized thread that never stopped still needs
     /// its detach, which the kernel only accepts from a stopped thread: see `Drop`).
     stopped: bool,
+    /// When procshot saw the thread stopped.
+    stopped_at: Option<Instant>,
     /// ptrace only answers the thread that attached.
     not_send: PhantomData<*const ()>,
 }
@@ -110,6 +112,7 @@ impl Tracee {
             tid: pid,
             pending_signal: None,
             stopped: false,
+            stopped_at: None,
             not_send: PhantomData,
         })
     }
@@ -127,10 +130,12 @@ impl Tracee {
                 Ok(WaitStatus::StillAlive) => {}
                 Ok(WaitStatus::PtraceEvent(..)) => {
                     self.stopped = true;
+                    self.stopped_at = Some(Instant::now());
                     return Ok(());
                 }
                 Ok(WaitStatus::Stopped(_, signal)) => {
                     self.stopped = true;
+                    self.stopped_at = Some(Instant::now());
                     // A signal-delivery stop: the thread got `signal` while we held it.
                     // Keep it for the detach (SIGSTOP too: it is the target's to act on).
                     self.pending_signal = Some(signal);
@@ -164,6 +169,12 @@ impl Tracee {
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
+    }
+
+    /// When procshot saw the thread reach its stop (within one poll of a few microseconds
+    /// after it did): the start of the time the thread is held.
+    pub fn stopped_at(&self) -> Option<Instant> {
+        self.stopped_at
     }
 
     /// The thread id.

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::fds::FdSample;
 use crate::goroutines::GoroutineSample;
 use crate::memory::MemorySample;
+use crate::stacks::StacksCapture;
 use crate::threads::ThreadSample;
 
 /// Version of the on-disk layout of every JSON file procshot writes.
@@ -54,6 +55,9 @@ pub struct CaptureData {
     /// `goroutines.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goroutines: Option<Series<GoroutineSample>>,
+    /// `stacks.json` (taken once, after the last sample).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<StacksCapture>,
 }
 
 impl<T> Series<T> {

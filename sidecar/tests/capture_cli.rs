@@ -370,10 +370,23 @@ fn report_on_a_directory_that_is_not_a_capture_is_exit_8() {
 #[test]
 fn bad_flags_are_usage_errors() {
     let output = support::procshot()
-        .args(["capture", "--pid", "1", "--capture", "fds,stacks"])
+        .args(["capture", "--pid", "1", "--capture", "fds,stack"])
         .output()
         .unwrap();
-    assert_fails(&output, 2, "unknown capture \"stacks\"");
+    assert_fails(
+        &output,
+        2,
+        "unknown capture \"stack\": choose from fds, threads, memory, goroutines, stacks",
+    );
+    let output = support::procshot()
+        .args(["capture", "--pid", "1", "--stack-max-stop", "5s"])
+        .output()
+        .unwrap();
+    assert_fails(
+        &output,
+        2,
+        "5s is not a sensible bound: give one from 1us to 1s",
+    );
     let output = support::procshot()
         .args(["capture", "--pid", "1", "--samples", "0"])
         .output()

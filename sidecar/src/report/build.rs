@@ -9,6 +9,7 @@ use crate::fds::FdSample;
 use crate::goroutines::{self, GoroutineSample};
 use crate::memory::MemorySample;
 use crate::samples::CaptureData;
+use crate::stacks::{StacksCapture, output};
 use crate::threads::ThreadSample;
 use crate::units;
 
@@ -38,6 +39,9 @@ pub(super) fn document(manifest: &Manifest, summary: &Summary, data: &CaptureDat
     }
     if let Some(series) = &data.goroutines {
         sections.push(goroutines_section(series));
+    }
+    if let Some(stacks) = &data.stacks {
+        sections.push(stacks_section(stacks));
     }
     Document {
         title: format!("procshot: pid {} ({})", target.pid, target.name),
@@ -558,4 +562,54 @@ fn memory_sections(sample: &MemorySample) -> Vec<Section> {
     };
     sections.push(cgroup);
     sections
+}
+
+/// Groups of native stacks shown in the report (all are in stacks.txt).
+const STACK_GROUPS: usize = 10;
+/// Frames of a stack shown in the report.
+const STACK_FRAMES: usize = 8;
+
+fn stacks_section(stacks: &StacksCapture) -> Section {
+    let groups = output::groups(stacks);
+    let rows = groups
+        .iter()
+        .take(STACK_GROUPS)
+        .map(|group| {
+            let frames = match group.error() {
+                Some(error) => format!("no stack: {error}"),
+                None => {
+                    let mut shown: Vec<String> = group
+                        .frames()
+                        .iter()
+                        .take(STACK_FRAMES)
+                        .map(|f| f.symbol.clone().unwrap_or_else(|| f.address.clone()))
+                        .collect();
+                    if group.frames().len() > STACK_FRAMES {
+                        shown.push("…".into());
+                    }
+                    shown.join(" ← ")
+                }
+            };
+            vec![group.threads.len().to_string(), group.names(), frames]
+        })
+        .collect();
+    Section {
+        title: "Native stacks (biggest groups)".into(),
+        note: Some(format!(
+            "{} threads in {} groups of identical stacks, captured in {:.0} ms; each thread was \
+             stopped at most {:.3} ms, one at a time.{} Every group is in stacks.txt, every \
+             thread in stacks.json.",
+            units::count(stacks.threads.len() as u64),
+            groups.len(),
+            stacks.wall_ms,
+            stacks.longest_stop_ms,
+            stacks
+                .incomplete
+                .as_ref()
+                .map(|r| format!(" Incomplete: {r}."))
+                .unwrap_or_default()
+        )),
+        table: table(&["threads", "names", "stack (innermost first)"], rows),
+        ..Section::default()
+    }
 }

@@ -40,6 +40,35 @@ pub fn fixture_binary() -> &'static Path {
     })
 }
 
+/// Builds the C fixture `tests/fixtures/SOURCE` with extra compiler `flags` once per test
+/// binary and flag set, and returns the binary (named `NAME` after `source` and `tag`).
+pub fn c_fixture_binary(source: &str, tag: &str, flags: &[&str]) -> PathBuf {
+    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
+        OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+    let name = format!("{}-{tag}", source.trim_end_matches(".c"));
+    if let Some(binary) = built.get(&name) {
+        return binary.clone();
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(source);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join(&name);
+    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-Wall", "-Wextra", "-Werror", "-pthread"])
+        .args(flags)
+        .arg("-o")
+        .arg(&binary)
+        .arg(&path)
+        .status()
+        .expect("a C compiler (cc) is needed to build the test fixtures: apt-get install gcc");
+    assert!(status.success(), "building {} failed", path.display());
+    built.insert(name, binary.clone());
+    binary
+}
+
 /// Builds the Go fixture `tests/fixtures/go/NAME` (a directory with its own `go.mod` and no
 /// dependencies outside the standard library) once per test binary and returns the binary.
 /// Needs Debian's golang-go (`scripts/install-test-deps.sh` installs it); never touches the
