@@ -368,14 +368,24 @@ pub fn threads_in_tracing_stop(proc_root: &Path, pid: i32) -> Vec<i32> {
         return Vec::new();
     };
     tids.into_iter()
-        .filter(|tid| {
-            let stat = proc_root.join(format!("{pid}/task/{tid}/stat"));
-            std::fs::read_to_string(stat)
-                .ok()
-                .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('t')))
-                .unwrap_or(false)
+        .filter(|&tid| {
+            task_name_and_state(proc_root, pid, tid).is_some_and(|(_, state)| state == 't')
         })
         .collect()
+}
+
+/// A thread's name and state letter from `/proc/PID/task/TID/stat`, or `None` when it is
+/// gone. One open and one read (the line is far shorter than the buffer), because the
+/// stacks capture asks this of every thread twice.
+pub fn task_name_and_state(proc_root: &Path, pid: i32, tid: i32) -> Option<(String, char)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(proc_root.join(format!("{pid}/task/{tid}/stat"))).ok()?;
+    let mut buffer = [0u8; 1024];
+    let len = file.read(&mut buffer).ok()?;
+    let stat = std::str::from_utf8(&buffer[..len]).ok()?;
+    let (head, rest) = stat.rsplit_once(") ")?;
+    let name = head.split_once(" (")?.1.to_string();
+    Some((name, rest.chars().next()?))
 }
 
 fn thread_exists(tid: i32) -> bool {

@@ -214,15 +214,14 @@ pub fn capture(
                 ));
                 break 'passes;
             }
-            let task = proc_root.join(format!("{pid}/task/{tid}"));
-            let Some((name, state)) = name_and_state(&task) else {
+            let Some((name, state)) = ptrace::task_name_and_state(proc_root, pid, tid) else {
                 exited += 1;
                 continue;
             };
             let mut thread = ThreadStack {
                 tid,
                 name,
-                state,
+                state: state.to_string(),
                 stop_ms: None,
                 frames: Vec::new(),
                 truncated: None,
@@ -235,7 +234,9 @@ pub fn capture(
                     thread.truncated = unwound.truncated.clone();
                     threads.push((thread, Some(unwound)));
                 }
-                Err(SnapshotError::Ptrace(e)) if e.is_exited() || is_gone(&task) => exited += 1,
+                Err(SnapshotError::Ptrace(e)) if e.is_exited() || is_gone(proc_root, pid, tid) => {
+                    exited += 1
+                }
                 Err(SnapshotError::Ptrace(PtraceError::StopTimedOut { .. })) if pass == 0 => {
                     retry.push(tid);
                 }
@@ -331,17 +332,9 @@ fn dies_soon(target: &Target) -> bool {
 }
 
 /// Whether a thread has exited (a zombie thread refuses ptrace with EPERM).
-fn is_gone(task: &Path) -> bool {
-    name_and_state(task).is_none_or(|(_, state)| state == "Z" || state == "X")
-}
-
-/// A thread's name and state letter, or `None` when it is gone.
-fn name_and_state(task: &Path) -> Option<(String, String)> {
-    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-    let (head, rest) = stat.rsplit_once(") ")?;
-    let name = head.split_once(" (")?.1.to_string();
-    let state = rest.chars().next()?.to_string();
-    Some((name, state))
+fn is_gone(proc_root: &Path, pid: i32, tid: i32) -> bool {
+    ptrace::task_name_and_state(proc_root, pid, tid)
+        .is_none_or(|(_, state)| state == 'Z' || state == 'X')
 }
 
 fn frames(
