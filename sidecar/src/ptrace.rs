@@ -364,28 +364,67 @@ pub fn list_threads(proc_root: &Path, pid: i32) -> std::io::Result<Vec<i32>> {
 /// The threads of `pid` that are in a tracing stop (state `t` in `/proc/PID/task/TID/stat`):
 /// after a capture has detached, there must be none (unless another debugger holds them).
 pub fn threads_in_tracing_stop(proc_root: &Path, pid: i32) -> Vec<i32> {
-    let Ok(tids) = list_threads(proc_root, pid) else {
-        return Vec::new();
-    };
-    tids.into_iter()
-        .filter(|&tid| {
-            task_name_and_state(proc_root, pid, tid).is_some_and(|(_, state)| state == 't')
-        })
-        .collect()
+    match TaskDir::open(proc_root, pid) {
+        Ok(tasks) => tasks.in_tracing_stop(),
+        Err(_) => Vec::new(),
+    }
 }
 
-/// A thread's name and state letter from `/proc/PID/task/TID/stat`, or `None` when it is
-/// gone. One open and one read (the line is far shorter than the buffer), because the
-/// stacks capture asks this of every thread twice.
-pub fn task_name_and_state(proc_root: &Path, pid: i32, tid: i32) -> Option<(String, char)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(proc_root.join(format!("{pid}/task/{tid}/stat"))).ok()?;
-    let mut buffer = [0u8; 1024];
-    let len = file.read(&mut buffer).ok()?;
-    let stat = std::str::from_utf8(&buffer[..len]).ok()?;
-    let (head, rest) = stat.rsplit_once(") ")?;
-    let name = head.split_once(" (")?.1.to_string();
-    Some((name, rest.chars().next()?))
+/// A process's `/proc/PID/task` directory, held open so that reading the state of each of
+/// a thousand threads costs one `openat` and one `read`, without walking the path again.
+#[derive(Debug)]
+pub struct TaskDir(std::os::fd::OwnedFd);
+
+impl TaskDir {
+    /// Opens `proc_root/PID/task`.
+    pub fn open(proc_root: &Path, pid: i32) -> std::io::Result<Self> {
+        use rustix::fs::{Mode, OFlags};
+        let path = proc_root.join(pid.to_string()).join("task");
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self(fd))
+    }
+
+    /// A thread's name and state letter (from `TID/stat`), or `None` when it is gone.
+    pub fn name_and_state(&self, tid: i32) -> Option<(String, char)> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::openat(
+            &self.0,
+            format!("{tid}/stat"),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        // The line is far shorter than the buffer: one read gets all of it.
+        let mut buffer = [0u8; 1024];
+        let len = rustix::io::read(&fd, &mut buffer).ok()?;
+        let stat = std::str::from_utf8(&buffer[..len]).ok()?;
+        let (head, rest) = stat.rsplit_once(") ")?;
+        let name = head.split_once(" (")?.1.to_string();
+        Some((name, rest.chars().next()?))
+    }
+
+    /// The threads in a tracing stop (state `t`) now.
+    pub fn in_tracing_stop(&self) -> Vec<i32> {
+        let mut tids = Vec::new();
+        let Ok(dir) = rustix::fs::Dir::read_from(&self.0) else {
+            return tids;
+        };
+        for entry in dir.flatten() {
+            if let Some(tid) = entry.file_name().to_str().ok().and_then(|s| s.parse().ok())
+                && self
+                    .name_and_state(tid)
+                    .is_some_and(|(_, state)| state == 't')
+            {
+                tids.push(tid);
+            }
+        }
+        tids.sort_unstable();
+        tids
+    }
 }
 
 fn thread_exists(tid: i32) -> bool {

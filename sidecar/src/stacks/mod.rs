@@ -35,6 +35,7 @@ use crate::samples::SCHEMA_VERSION;
 use crate::target::Target;
 use collect::SnapshotError;
 use modules::{AddressSpace, OpenedThrough};
+use symbolize::ModuleSymbols;
 use unwind::{StackUnwinder, UnwindMethod, Unwound};
 
 /// The default bound on how long procshot waits for one thread to stop.
@@ -182,14 +183,53 @@ pub fn capture(
 ) -> Result<StacksCapture, StacksError> {
     let started = Instant::now();
     let taken_at = Utc::now();
-    let pid = target.pid();
     let maps = target
         .process()
         .maps()
         .map_err(|e| target.proc_error("maps", "the stacks", e))?;
     let space = AddressSpace::new(&target.path(""), &maps.0);
-    let (mut unwinder, unwind_failures) = StackUnwinder::new(&space);
+    // Parsing the modules' symbols and DWARF (decompressing it, often) takes as long as
+    // reading a thousand threads: do it on another core meanwhile.
+    // The threads are read (and every ptrace request made) on one thread of their own.
+    let (read, symbols) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| read_threads(target, proc_root, options, deadline, &space));
+        let symbols = ModuleSymbols::load(&space);
+        let read = reader
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (read, symbols)
+    });
+    let read = read?;
+    Ok(StacksCapture {
+        taken_at,
+        wall_ms: millis(started.elapsed()),
+        ..finish(&space, read, &symbols, options)
+    })
+}
+
+/// What [`read_threads`] read: every thread with its unwound stack (or the reason it has
+/// none), and the modules whose unwind tables could not be read.
+struct ThreadsRead {
+    pid: i32,
+    threads: Vec<(ThreadStack, Option<Unwound>)>,
+    incomplete: Option<String>,
+    unwind_failures: Vec<(usize, String)>,
+}
+
+/// Stops, copies and unwinds every thread, one at a time (see [`capture`]), then checks
+/// that none is left stopped.
+fn read_threads(
+    target: &Target,
+    proc_root: &Path,
+    options: &StacksOptions,
+    deadline: Instant,
+    space: &AddressSpace,
+) -> Result<ThreadsRead, StacksError> {
+    let pid = target.pid();
+    let (mut unwinder, unwind_failures) = StackUnwinder::new(space);
     let tids = ptrace::list_threads(proc_root, pid)
+        .map_err(|e| target.io_error("task", "the stacks", e))?;
+    let tasks = ptrace::TaskDir::open(proc_root, pid)
         .map_err(|e| target.io_error("task", "the stacks", e))?;
 
     let mut threads = Vec::with_capacity(tids.len());
@@ -214,7 +254,7 @@ pub fn capture(
                 ));
                 break 'passes;
             }
-            let Some((name, state)) = ptrace::task_name_and_state(proc_root, pid, tid) else {
+            let Some((name, state)) = tasks.name_and_state(tid) else {
                 exited += 1;
                 continue;
             };
@@ -227,14 +267,14 @@ pub fn capture(
                 truncated: None,
                 error: None,
             };
-            match collect::snapshot(pid, tid, options.max_stop, &space) {
+            match collect::snapshot(pid, tid, options.max_stop, space) {
                 Ok(snapshot) => {
-                    let unwound = unwinder.unwind(&space, &snapshot);
+                    let unwound = unwinder.unwind(space, &snapshot);
                     thread.stop_ms = Some(millis(snapshot.stopped_for));
                     thread.truncated = unwound.truncated.clone();
                     threads.push((thread, Some(unwound)));
                 }
-                Err(SnapshotError::Ptrace(e)) if e.is_exited() || is_gone(proc_root, pid, tid) => {
+                Err(SnapshotError::Ptrace(e)) if e.is_exited() || is_gone(&tasks, tid) => {
                     exited += 1
                 }
                 Err(SnapshotError::Ptrace(PtraceError::StopTimedOut { .. })) if pass == 0 => {
@@ -249,7 +289,7 @@ pub fn capture(
     }
     threads.sort_by_key(|(thread, _)| thread.tid);
 
-    let left = ptrace::threads_in_tracing_stop(proc_root, pid);
+    let left = tasks.in_tracing_stop();
     if !left.is_empty() {
         return Err(StacksError::LeftStopped { pid, tids: left });
     }
@@ -268,18 +308,39 @@ pub fn capture(
         return Err(StacksError::NoStacks { pid, reason });
     }
 
+    Ok(ThreadsRead {
+        pid,
+        threads,
+        incomplete,
+        unwind_failures,
+    })
+}
+
+/// Symbolizes the threads read and assembles the capture.
+fn finish(
+    space: &AddressSpace,
+    read: ThreadsRead,
+    module_symbols: &ModuleSymbols,
+    options: &StacksOptions,
+) -> StacksCapture {
+    let ThreadsRead {
+        pid,
+        threads,
+        incomplete,
+        unwind_failures,
+    } = read;
     let lookups: BTreeSet<u64> = threads
         .iter()
         .filter_map(|(_, u)| u.as_ref())
         .flat_map(|u| u.frames.iter().map(|(f, _)| f.address_for_lookup()))
         .collect();
-    let (symbols, symbol_failures) = symbolize::symbolize(&space, lookups);
+    let (symbols, symbol_failures) = module_symbols.symbolize(space, lookups);
 
     let threads = threads
         .into_iter()
         .map(|(mut thread, unwound)| {
             if let Some(unwound) = unwound {
-                thread.frames = frames(&space, &symbols, &unwound);
+                thread.frames = frames(space, &symbols, &unwound);
             }
             thread
         })
@@ -305,17 +366,17 @@ pub fn capture(
                 .or_else(|| symbol_failures.get(&index).cloned()),
         })
         .collect();
-    Ok(StacksCapture {
+    StacksCapture {
         schema_version: SCHEMA_VERSION,
         pid,
-        taken_at,
-        wall_ms: millis(started.elapsed()),
+        taken_at: Utc::now(),
+        wall_ms: 0.0,
         max_stop_ms: millis(options.max_stop),
         longest_stop_ms: threads.iter().filter_map(|t| t.stop_ms).fold(0.0, f64::max),
         incomplete,
         modules,
         threads,
-    })
+    }
 }
 
 /// Whether a target whose threads vanished during the capture is on its way out: a killed
@@ -332,8 +393,9 @@ fn dies_soon(target: &Target) -> bool {
 }
 
 /// Whether a thread has exited (a zombie thread refuses ptrace with EPERM).
-fn is_gone(proc_root: &Path, pid: i32, tid: i32) -> bool {
-    ptrace::task_name_and_state(proc_root, pid, tid)
+fn is_gone(tasks: &ptrace::TaskDir, tid: i32) -> bool {
+    tasks
+        .name_and_state(tid)
         .is_none_or(|(_, state)| state == 'Z' || state == 'X')
 }
 

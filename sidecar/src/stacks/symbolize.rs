@@ -2,7 +2,8 @@
 //! and DWARF (file and line) of each module, read through the file that
 //! [`super::modules`] opened via `/proc/PID/map_files` or `/proc/PID/root` (handed to
 //! blazesym as `/proc/self/fd/N`). Every distinct address is symbolized once, and each
-//! module's symbols are parsed once per capture.
+//! module's symbols are parsed once per capture, by [`ModuleSymbols::load`], which the
+//! capture runs on another core while it reads the threads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::AsRawFd;
@@ -25,9 +26,48 @@ pub struct Symbol {
     pub line: Option<u32>,
 }
 
-/// Symbolizes `addresses` (lookup addresses: a return address minus one); returns what
-/// was found for each, and per module index the reason it could not be read, if any.
-pub fn symbolize(
+/// The symbols and DWARF of every module, parsed (blazesym caches what one lookup in a
+/// module loaded: its symbol table, decompressed debug sections and line tables).
+pub struct ModuleSymbols {
+    symbolizer: Symbolizer,
+}
+
+impl ModuleSymbols {
+    /// Loads every module of `space` with one lookup at the start of its first executable
+    /// mapping; the lookups that matter come later, through [`Self::symbolize`].
+    pub fn load(space: &AddressSpace) -> Self {
+        let symbolizer = Symbolizer::builder()
+            .enable_code_info(true)
+            .enable_inlined_fns(false)
+            .enable_demangling(true)
+            .build();
+        let mut loaded = std::collections::BTreeSet::new();
+        for mapping in &space.mappings {
+            if let Some(index) = mapping.module
+                && loaded.insert(index)
+                && let Ok((file, _)) = &space.modules[index].file
+            {
+                let source = Source::Elf(Elf::new(format!("/proc/self/fd/{}", file.as_raw_fd())));
+                // Only the loading matters here; a failure shows again in `symbolize`.
+                let _ = symbolizer.symbolize(&source, Input::FileOffset(&[mapping.offset]));
+            }
+        }
+        Self { symbolizer }
+    }
+
+    /// Symbolizes `addresses` (lookup addresses: a return address minus one); returns what
+    /// was found for each, and per module index the reason it could not be read, if any.
+    pub fn symbolize(
+        &self,
+        space: &AddressSpace,
+        addresses: impl IntoIterator<Item = u64>,
+    ) -> (HashMap<u64, Symbol>, BTreeMap<usize, String>) {
+        symbolize_with(&self.symbolizer, space, addresses)
+    }
+}
+
+fn symbolize_with(
+    symbolizer: &Symbolizer,
     space: &AddressSpace,
     addresses: impl IntoIterator<Item = u64>,
 ) -> (HashMap<u64, Symbol>, BTreeMap<usize, String>) {
@@ -42,11 +82,6 @@ pub fn symbolize(
             entry.1.push(address);
         }
     }
-    let symbolizer = Symbolizer::builder()
-        .enable_code_info(true)
-        .enable_inlined_fns(false)
-        .enable_demangling(true)
-        .build();
     let mut symbols = HashMap::new();
     let mut failures = BTreeMap::new();
     for (index, (offsets, addresses)) in by_module {
