@@ -11,6 +11,7 @@ use chrono::Utc;
 
 use crate::analysis::Summary;
 use crate::artifacts::{self, CaptureRun, Manifest, Tool};
+use crate::core::{self, CoreOptions, CoreOutcome};
 use crate::error::{CaptureError, OutputError};
 use crate::samples::{CaptureData, SCHEMA_VERSION, Sample, Series};
 use crate::target::Target;
@@ -25,11 +26,14 @@ pub enum CaptureKind {
     Threads,
     /// Memory and cgroup memory.
     Memory,
+    /// An ELF core dump (one-shot, last of all; opt-in).
+    Core,
 }
 
 impl CaptureKind {
-    /// Every kind, in the order a sample reads them.
-    pub const ALL: [CaptureKind; 3] = [Self::Fds, Self::Threads, Self::Memory];
+    /// Every kind: the sampled ones in the order a sample reads them, then the one-shot
+    /// ones in the order they run.
+    pub const ALL: [CaptureKind; 4] = [Self::Fds, Self::Threads, Self::Memory, Self::Core];
 
     /// The name used on the command line and in the manifest.
     pub fn name(self) -> &'static str {
@@ -37,6 +41,7 @@ impl CaptureKind {
             Self::Fds => "fds",
             Self::Threads => "threads",
             Self::Memory => "memory",
+            Self::Core => "core",
         }
     }
 
@@ -45,6 +50,7 @@ impl CaptureKind {
             Self::Fds => artifacts::FDS_FILE,
             Self::Threads => artifacts::THREADS_FILE,
             Self::Memory => artifacts::MEMORY_FILE,
+            Self::Core => core::write::CORE_FILE,
         }
     }
 }
@@ -62,7 +68,7 @@ impl FromStr for CaptureKind {
         Self::ALL
             .into_iter()
             .find(|k| k.name() == s.trim())
-            .ok_or_else(|| format!("unknown capture {s:?}: choose from fds, threads, memory"))
+            .ok_or_else(|| format!("unknown capture {s:?}: choose from fds, threads, memory, core"))
     }
 }
 
@@ -86,6 +92,8 @@ pub struct CaptureOptions {
     pub proc_root: PathBuf,
     /// Where cgroup filesystems are mounted, when not found from mountinfo.
     pub cgroup_root: Option<PathBuf>,
+    /// How to take a core dump, when `captures` has [`CaptureKind::Core`].
+    pub core: CoreOptions,
 }
 
 impl CaptureOptions {
@@ -187,6 +195,53 @@ pub fn run(
     truncate_to(&mut data, taken);
 
     artifacts::create_output_dir(&options.out)?;
+    let mut runs = capture_runs(&options.captures, &data);
+    let mut core_record = None;
+    let mut files = Vec::new();
+    if options.captures.contains(&CaptureKind::Core) {
+        let began = Instant::now();
+        let result = core::capture(
+            &target,
+            &options.proc_root,
+            &options.out,
+            identity.exe.as_deref(),
+            &options.core,
+            progress,
+        );
+        let run = runs
+            .iter_mut()
+            .find(|r| r.kind == CaptureKind::Core.name())
+            .expect("a run per requested kind");
+        run.sample_durations_ms = vec![began.elapsed().as_secs_f64() * 1000.0];
+        let failure = match result {
+            Ok(CoreOutcome { record, file }) => {
+                progress(&format!(
+                    "core: {} ({} compressed, {} of memory, {} threads), target stopped {:.0} ms",
+                    file.name,
+                    units::bytes(record.bytes_compressed),
+                    units::bytes(record.bytes_of_memory),
+                    record.threads,
+                    record.pause_ms
+                ));
+                run.file = file.name.clone();
+                files.push(file);
+                let reason = record.partial_reason.clone();
+                core_record = Some(record);
+                reason.map(|r| format!("partial core: {r}"))
+            }
+            Err(e) => {
+                run.error = Some(e.to_string());
+                Some(format!("no core: {e}"))
+            }
+        };
+        if let Some(reason) = failure {
+            progress(&reason);
+            partial = Some(match partial {
+                Some(p) => format!("{p}; {reason}"),
+                None => reason,
+            });
+        }
+    }
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         tool: Tool::current(),
@@ -196,9 +251,10 @@ pub fn run(
         interval_seconds: options.interval.as_secs_f64(),
         started_at,
         finished_at: Utc::now(),
-        captures: capture_runs(&options.captures, &data),
+        captures: runs,
         partial,
-        files: Vec::new(),
+        core: core_record,
+        files,
     };
     let summary = artifacts::write_capture(&options.out, &mut manifest, &data)?;
     Ok(CaptureOutcome {
@@ -254,6 +310,8 @@ fn take_sample(
                     .samples
                     .push(stamp.sample(memory));
             }
+            // One-shot: runs once, after the samples.
+            CaptureKind::Core => {}
         }
     }
     parts.push(format!(
@@ -308,11 +366,13 @@ fn capture_runs(kinds: &[CaptureKind], data: &CaptureData) -> Vec<CaptureRun> {
                 CaptureKind::Fds => durations(&data.fds),
                 CaptureKind::Threads => durations(&data.threads),
                 CaptureKind::Memory => durations(&data.memory),
+                CaptureKind::Core => Vec::new(),
             };
             CaptureRun {
                 kind: kind.name().to_string(),
                 file: kind.file().to_string(),
                 sample_durations_ms: durations,
+                error: None,
             }
         })
         .collect()
@@ -333,10 +393,10 @@ mod tests {
     fn capture_names() {
         assert_eq!("memory".parse::<CaptureKind>(), Ok(CaptureKind::Memory));
         assert!(
-            "stacks"
+            "stack"
                 .parse::<CaptureKind>()
                 .unwrap_err()
-                .contains("unknown capture \"stacks\"")
+                .contains("unknown capture \"stack\"")
         );
         for kind in CaptureKind::ALL {
             assert_eq!(kind.to_string().parse::<CaptureKind>(), Ok(kind));
