@@ -76,7 +76,7 @@ pub struct Buffer {
 unsafe impl Send for Buffer {}
 
 impl Buffer {
-    /// Maps `len` bytes (transparent huge pages where possible) and faults them in.
+    /// Maps `len` bytes and faults them in.
     pub fn allocate(len: usize) -> std::io::Result<Self> {
         if len == 0 {
             return Ok(Self {
@@ -102,11 +102,10 @@ impl Buffer {
             ptr: ptr.cast(),
             len,
         };
-        // SAFETY: advice on the mapping just created. Huge pages are an optimization:
-        // failures are ignored. MADV_POPULATE_WRITE (Linux 5.14) faults every page in;
-        // older kernels get the pages touched one by one.
+        // SAFETY: advice on the mapping just created. MADV_POPULATE_WRITE (Linux 5.14)
+        // faults every page in; older kernels get the pages touched one by one. (Huge
+        // pages would copy a little faster but can stall here for seconds in compaction.)
         unsafe {
-            libc::madvise(ptr, len, libc::MADV_HUGEPAGE);
             if libc::madvise(ptr, len, 23 /* MADV_POPULATE_WRITE */) != 0 {
                 for offset in (0..len).step_by(4096) {
                     buffer.ptr.add(offset).write_volatile(0);
@@ -248,7 +247,7 @@ impl Memory {
     }
 
     /// Which pages of `start..end` are resident or swapped out (one bool per page).
-    fn populated(&self, start: u64, end: u64) -> std::io::Result<Vec<bool>> {
+    pub fn populated(&self, start: u64, end: u64) -> std::io::Result<Vec<bool>> {
         let pages = ((end - start) / self.page_size) as usize;
         let mut raw = vec![0u8; pages * 8];
         self.pagemap

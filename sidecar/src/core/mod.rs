@@ -192,7 +192,8 @@ pub fn capture(
 ) -> Result<CoreOutcome, CoreError> {
     let pid = target.pid();
     let page_size = procfs::page_size();
-    let planned = read_plan(target, page_size)?;
+    let (smaps, filter) = read_smaps(target)?;
+    let planned = Plan::new(&smaps, filter, page_size);
     check_fits(pid, &planned, dir, options)?;
     let budget = plan::memory_budget();
     let wanted = planned.data_bytes + planned.data_bytes / 8 + (16 << 20);
@@ -238,7 +239,7 @@ pub fn capture(
         }
     })?;
     let deadline = Instant::now() + options.max_pause.saturating_sub(stopped.stopped_for());
-    let plan = read_plan(target, page_size)?;
+    let plan = replan(target, &memory, &smaps, page_size)?;
     let threads = thread_states(target, &stopped);
     let process = process_state(target, &stopped);
     let auxv = std::fs::read(target.path("auxv")).map_err(|e| read_error(target, "auxv", e))?;
@@ -327,24 +328,66 @@ pub fn capture(
     })
 }
 
-/// The plan from the target's smaps and coredump_filter now.
-fn read_plan(target: &Target, page_size: u64) -> Result<Plan, CoreError> {
-    let maps =
-        target
-            .process()
-            .smaps()
-            .map_err(|e| match target.proc_error("smaps", "core", e) {
-                crate::error::CaptureError::TargetExited { .. } => exited(target),
-                other => CoreError::Read {
-                    path: target.path("smaps"),
-                    detail: other.to_string(),
-                },
-            })?;
-    let filter = std::fs::read_to_string(target.path("coredump_filter"))
+/// The plan again, once the target is stopped: from its maps with the flags and counters
+/// of `smaps` (read before the stop), or from smaps again when a mapping changed. An
+/// anonymous mapping left out because it was never written is checked in pagemap.
+fn replan(
+    target: &Target,
+    memory: &Memory,
+    smaps: &[procfs::process::MemoryMap],
+    page_size: u64,
+) -> Result<Plan, CoreError> {
+    let maps = target
+        .process()
+        .maps()
+        .map_err(|e| proc_error(target, "maps", e))?;
+    let filter = read_filter(target);
+    let mut plan = match plan::with_smaps_of(maps.0, smaps) {
+        Some(maps) => Plan::new(&maps, filter, page_size),
+        None => {
+            let (smaps, filter) = read_smaps(target)?;
+            Plan::new(&smaps, filter, page_size)
+        }
+    };
+    for region in &mut plan.regions {
+        if region.anonymous && region.write && region.extent == plan::Extent::Nothing {
+            let populated = memory
+                .populated(region.start, region.end)
+                .map_err(|e| read_error(target, "pagemap", e))?;
+            if populated.iter().any(|&p| p) {
+                region.extent = plan::Extent::Whole;
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn proc_error(target: &Target, file: &'static str, e: procfs::ProcError) -> CoreError {
+    match target.proc_error(file, "core", e) {
+        crate::error::CaptureError::TargetExited { .. } => exited(target),
+        other => CoreError::Read {
+            path: target.path(file),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn read_filter(target: &Target) -> CoredumpFilter {
+    std::fs::read_to_string(target.path("coredump_filter"))
         .ok()
         .and_then(|t| CoredumpFilter::parse(&t))
-        .unwrap_or(CoredumpFilter::DEFAULT);
-    Ok(Plan::new(&maps.0, filter, page_size))
+        .unwrap_or(CoredumpFilter::DEFAULT)
+}
+
+/// The target's smaps and coredump_filter now.
+fn read_smaps(
+    target: &Target,
+) -> Result<(Vec<procfs::process::MemoryMap>, CoredumpFilter), CoreError> {
+    let maps = target
+        .process()
+        .smaps()
+        .map_err(|e| proc_error(target, "smaps", e))?;
+    Ok((maps.0, read_filter(target)))
 }
 
 /// Refuses a core over the cap or one that cannot fit on the output's filesystem.

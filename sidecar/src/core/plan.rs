@@ -116,6 +116,24 @@ impl Plan {
     }
 }
 
+/// `maps` (read while the target is stopped: no page-table walk, unlike smaps) with the
+/// flags and counters of the same mappings in `smaps` (read before the stop). `None` when
+/// a mapping is new or changed since: then smaps must be read again.
+pub fn with_smaps_of(maps: Vec<MemoryMap>, smaps: &[MemoryMap]) -> Option<Vec<MemoryMap>> {
+    maps.into_iter()
+        .map(|mut map| {
+            let before = smaps.iter().find(|old| {
+                old.address == map.address
+                    && old.perms == map.perms
+                    && old.offset == map.offset
+                    && old.inode == map.inode
+            })?;
+            map.extension = before.extension.clone();
+            Some(map)
+        })
+        .collect()
+}
+
 /// The kernel's choice (`vma_dump_size` in fs/coredump.c), from what smaps shows.
 fn region(map: &MemoryMap, filter: CoredumpFilter) -> Region {
     let flags = map.extension.vm_flags;
