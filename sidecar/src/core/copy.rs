@@ -260,16 +260,13 @@ impl Memory {
     }
 }
 
-/// Lays out the segments of `plan`, splitting anonymous memory into zero runs and runs to
-/// copy, and gives the runs to copy buffer space while `capacity` lasts.
-pub fn layout(plan: &Plan, memory: &Memory) -> std::io::Result<(Vec<Segment>, u64)> {
+/// Lays out the segments of `plan`, splitting anonymous memory into zero runs (pages
+/// neither resident nor swapped out) and runs to read.
+pub fn layout(plan: &Plan, memory: &Memory) -> std::io::Result<Vec<Segment>> {
     let page = memory.page_size;
     let mut segments = Vec::with_capacity(plan.regions.len());
-    let mut to_copy = 0;
     for region in &plan.regions {
-        let flags = (if region.read { PF_R } else { 0 })
-            | (if region.write { PF_W } else { 0 })
-            | (if region.execute { PF_X } else { 0 });
+        let flags = flags(region);
         let bytes = region.dump_bytes(page);
         let mut pieces = Vec::new();
         if bytes > 0 && region.anonymous && region.extent == Extent::Whole {
@@ -294,11 +291,6 @@ pub fn layout(plan: &Plan, memory: &Memory) -> std::io::Result<(Vec<Segment>, u6
         } else if bytes > 0 {
             push_run(&mut pieces, region.start, bytes, Source::Live);
         }
-        to_copy += pieces
-            .iter()
-            .filter(|p| p.source == Source::Live)
-            .map(|p| p.len)
-            .sum::<u64>();
         segments.push(Segment {
             start: region.start,
             end: region.end,
@@ -306,7 +298,35 @@ pub fn layout(plan: &Plan, memory: &Memory) -> std::io::Result<(Vec<Segment>, u6
             pieces,
         });
     }
-    Ok((segments, to_copy))
+    Ok(segments)
+}
+
+/// Lays out the segments of `plan` without reading pagemap: every byte is to be read.
+pub fn layout_unchecked(plan: &Plan, page_size: u64) -> Vec<Segment> {
+    plan.regions
+        .iter()
+        .map(|region| {
+            let mut pieces = Vec::new();
+            push_run(
+                &mut pieces,
+                region.start,
+                region.dump_bytes(page_size),
+                Source::Live,
+            );
+            Segment {
+                start: region.start,
+                end: region.end,
+                flags: flags(region),
+                pieces,
+            }
+        })
+        .collect()
+}
+
+fn flags(region: &super::plan::Region) -> u32 {
+    (if region.read { PF_R } else { 0 })
+        | (if region.write { PF_W } else { 0 })
+        | (if region.execute { PF_X } else { 0 })
 }
 
 /// Appends a run, split into pieces of at most [`PIECE_BYTES`].

@@ -239,12 +239,29 @@ pub fn capture(
         }
     })?;
     let deadline = Instant::now() + options.max_pause.saturating_sub(stopped.stopped_for());
-    let plan = replan(target, &memory, &smaps, page_size)?;
+    // Registers first: once they are read, a target that dies gives a partial core.
     let threads = thread_states(target, &stopped);
+    if threads.is_empty() {
+        return Err(exited(target));
+    }
     let process = process_state(target, &stopped);
-    let auxv = std::fs::read(target.path("auxv")).map_err(|e| read_error(target, "auxv", e))?;
-    let (segments, _) =
-        copy::layout(&plan, &memory).map_err(|e| read_error(target, "pagemap", e))?;
+    let auxv = std::fs::read(target.path("auxv")).unwrap_or_default();
+    let (plan, segments) = match replan(target, &memory, &smaps, page_size).and_then(|plan| {
+        let segments = copy::layout(&plan, &memory).map_err(|e| match e.kind() {
+            // pagemap reads short only when the address space is gone.
+            std::io::ErrorKind::UnexpectedEof => exited(target),
+            _ => read_error(target, "pagemap", e),
+        })?;
+        Ok((plan, segments))
+    }) {
+        Ok(laid_out) => laid_out,
+        // Gone meanwhile: the copy finds it gone too and the core ends with the threads.
+        Err(CoreError::TargetExited { .. }) => {
+            let segments = copy::layout_unchecked(&planned, page_size);
+            (planned, segments)
+        }
+        Err(e) => return Err(e),
+    };
     let mut image = copy::copy(segments, buffer, &memory, options.threads, deadline);
     copy::keep_only_elf_headers(&mut image, &plan);
     let files: Vec<FileMapping> = plan
