@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the tools `make bench` compares procshot with: lsof, GNU time for peak RSS, and
+# Installs the tools `make bench` compares procshot with: lsof, GNU time for peak RSS, gdb's
+# gcore for the core dump benchmark, and
 # the AWS CLI (PyPI, pinned) for the upload benchmark. Garage, its S3 server, is installed
 # by sidecar/benches/upload.sh through scripts/install-garage.sh.
 set -euo pipefail
@@ -8,6 +9,7 @@ missing=()
 command -v lsof >/dev/null || missing+=(lsof)
 [ -x /usr/bin/time ] || missing+=(time)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
+command -v gcore >/dev/null || missing+=(gdb)
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || { echo "install-bench-deps: need ${missing[*]}; run as root" >&2; exit 1; }
     apt-get update -qq

@@ -76,8 +76,8 @@ pub struct Buffer {
 unsafe impl Send for Buffer {}
 
 impl Buffer {
-    /// Maps `len` bytes and faults them in.
-    pub fn allocate(len: usize) -> std::io::Result<Self> {
+    /// Maps `len` bytes and faults them in on `threads` threads.
+    pub fn allocate(len: usize, threads: usize) -> std::io::Result<Self> {
         if len == 0 {
             return Ok(Self {
                 ptr: std::ptr::NonNull::dangling().as_ptr(),
@@ -102,16 +102,16 @@ impl Buffer {
             ptr: ptr.cast(),
             len,
         };
-        // SAFETY: advice on the mapping just created. MADV_POPULATE_WRITE (Linux 5.14)
-        // faults every page in; older kernels get the pages touched one by one. (Huge
-        // pages would copy a little faster but can stall here for seconds in compaction.)
-        unsafe {
-            if libc::madvise(ptr, len, 23 /* MADV_POPULATE_WRITE */) != 0 {
-                for offset in (0..len).step_by(4096) {
-                    buffer.ptr.add(offset).write_volatile(0);
-                }
+        // Fault the pages in on `threads` threads (the kernel zeroes them in parallel).
+        let page = 4096;
+        let share = len.div_ceil(threads.max(1)).next_multiple_of(page);
+        std::thread::scope(|scope| {
+            for start in (0..len).step_by(share) {
+                let addr = buffer.ptr as usize + start;
+                let n = share.min(len - start);
+                scope.spawn(move || populate(addr, n));
             }
-        }
+        });
         Ok(buffer)
     }
 
@@ -134,6 +134,22 @@ impl Buffer {
     fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as above, and borrowed mutably.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+/// Faults in `len` bytes at `addr`, part of a mapping a [`Buffer`] owns.
+fn populate(addr: usize, len: usize) {
+    let ptr = addr as *mut u8;
+    // SAFETY: addr..addr+len lies in the buffer's mapping, which outlives this call; nothing
+    // reads it yet. MADV_POPULATE_WRITE (Linux 5.14) faults every page in; older kernels
+    // get the pages touched one by one. (Huge pages would copy a little faster but can
+    // stall here for seconds in compaction.)
+    unsafe {
+        if libc::madvise(ptr.cast(), len, 23 /* MADV_POPULATE_WRITE */) != 0 {
+            for offset in (0..len).step_by(4096) {
+                ptr.add(offset).write_volatile(0);
+            }
+        }
     }
 }
 

@@ -198,7 +198,7 @@ pub fn capture(
     let budget = plan::memory_budget();
     let wanted = planned.data_bytes + planned.data_bytes / 8 + (16 << 20);
     let capacity = wanted.min(budget) as usize;
-    let buffer = Buffer::allocate(capacity).map_err(|e| CoreError::Write {
+    let buffer = Buffer::allocate(capacity, options.threads).map_err(|e| CoreError::Write {
         path: dir.to_path_buf(),
         source: std::io::Error::new(
             e.kind(),
