@@ -520,3 +520,35 @@ fn procshot_killed_mid_dump_leaves_the_target_running() {
     assert!(gap < 1000.0, "heartbeat gap {gap} ms after the kill");
     assert!(!out.path().join("capture/core.zst").exists());
 }
+
+#[test]
+fn the_pause_bound_ends_a_long_copy_with_a_partial_core() {
+    support::require_root();
+    let mut fixture = Fixture::start(&["core", "1536", "constant"]);
+    let pid = fixture.pid();
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    heartbeat_gap_ms(&mut fixture);
+    // Copying 1.5 GiB takes about 300 ms or more here; the bound stops it at 50 ms.
+    let (code, stderr) = capture_core(
+        pid,
+        &dir,
+        &["--core-max-pause", "50ms", "--core-threads", "1"],
+    );
+    let gap = heartbeat_gap_ms(&mut fixture);
+    assert_eq!(code, 6, "{stderr}");
+    let record = core_record(&dir);
+    assert_eq!(record["file"], "core.partial.zst", "{record}");
+    let reason = record["partialReason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("the pause bound of 50ms (--core-max-pause) passed after "),
+        "{reason}"
+    );
+    assert!(record["pauseMs"].as_f64().unwrap() < 150.0, "{record}");
+    assert!(gap < 250.0, "heartbeat gap {gap} ms");
+    fixture.assert_untouched();
+    assert!(
+        record["bytesOfMemory"].as_u64().unwrap() < 1536 << 20,
+        "{record}"
+    );
+}
