@@ -136,6 +136,20 @@ pub enum CoreError {
         /// The assumed ratio.
         ratio: u64,
     },
+    /// The buffer for the copy could not be allocated.
+    #[error(
+        "cannot allocate {bytes} to copy the memory of pid {pid} into: {source} (lower \
+         --core-max-bytes, or give procshot more memory)"
+    )]
+    Allocate {
+        /// The target.
+        pid: i32,
+        /// How much.
+        bytes: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The target could not be stopped.
     #[error("cannot stop pid {pid} for its core dump: {source}")]
     Stop {
@@ -198,16 +212,12 @@ pub fn capture(
     let budget = plan::memory_budget();
     let wanted = planned.data_bytes + planned.data_bytes / 8 + (16 << 20);
     let capacity = wanted.min(budget) as usize;
-    let buffer = Buffer::allocate(capacity, options.threads).map_err(|e| CoreError::Write {
-        path: dir.to_path_buf(),
-        source: std::io::Error::new(
-            e.kind(),
-            format!(
-                "cannot allocate {} for the copy: {e}",
-                units::bytes(capacity as u64)
-            ),
-        ),
-    })?;
+    let buffer =
+        Buffer::allocate(capacity, options.threads).map_err(|source| CoreError::Allocate {
+            pid,
+            bytes: units::bytes(capacity as u64),
+            source,
+        })?;
     progress(&format!(
         "core: {} of memory in {} mappings ({} to copy{}), coredump_filter {:#x}",
         units::bytes(planned.memory_bytes),
