@@ -552,3 +552,79 @@ fn the_pause_bound_ends_a_long_copy_with_a_partial_core() {
         "{record}"
     );
 }
+
+/// A memory cgroup (v1 or v2, whichever this host has) with a limit, removed on drop.
+struct MemoryCgroup(PathBuf);
+
+impl MemoryCgroup {
+    fn create(limit_bytes: u64) -> Self {
+        let v1 = Path::new("/sys/fs/cgroup/memory");
+        let (root, limit_file) = if v1.join("memory.limit_in_bytes").exists() {
+            (v1, "memory.limit_in_bytes")
+        } else {
+            (Path::new("/sys/fs/cgroup"), "memory.max")
+        };
+        let dir = root.join(format!("procshot-core-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(limit_file), limit_bytes.to_string()).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_copy_larger_than_procshots_memory_is_compressed_while_the_target_is_stopped() {
+    support::require_root();
+    let mut fixture = Fixture::start(&["core", "256"]);
+    let pid = fixture.pid();
+    let cgroup = MemoryCgroup::create(192 << 20);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    heartbeat_gap_ms(&mut fixture);
+    // procshot runs in a cgroup limited to 192 MiB: the 256 MiB heap cannot be held.
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > {} && exec \"$0\" \"$@\"",
+            cgroup.0.join("cgroup.procs").display()
+        ))
+        .arg(env!("CARGO_BIN_EXE_procshot"))
+        .args(["capture", "--pid", &pid.to_string(), "--out"])
+        .arg(&dir)
+        .args([
+            "--samples",
+            "1",
+            "--capture",
+            "core",
+            "--core-max-pause",
+            "20s",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("fits in memory, the rest is compressed while the target is stopped"),
+        "{stderr}"
+    );
+    let gap = heartbeat_gap_ms(&mut fixture);
+    let record = core_record(&dir);
+    assert_eq!(record["file"], "core.zst", "{record}");
+    assert!(gap < 20_000.0, "heartbeat gap {gap} ms");
+    fixture.assert_untouched();
+    // The heap's end (read from the stopped process, past what the buffer held) is there.
+    let core = decompress(&dir);
+    let output = gdb(
+        GdbTarget::Core(support::fixture_binary(), &core),
+        &["print core_heap_marker"],
+    );
+    assert!(
+        output.contains(&format!("\"procshot-core-heap-marker-{pid}\"")),
+        "{output}"
+    );
+}

@@ -138,8 +138,8 @@ pub enum CoreError {
     },
     /// The buffer for the copy could not be allocated.
     #[error(
-        "cannot allocate {bytes} to copy the memory of pid {pid} into: {source} (lower \
-         --core-max-bytes, or give procshot more memory)"
+        "cannot allocate {bytes} to copy the memory of pid {pid} into: {source} (give procshot \
+         more memory: raise its cgroup's limit, or free memory on the node)"
     )]
     Allocate {
         /// The target.

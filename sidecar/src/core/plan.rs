@@ -217,8 +217,9 @@ pub fn free_space(dir: &Path) -> std::io::Result<u64> {
 }
 
 /// How many bytes procshot may allocate to hold a copy of the target's memory: the
-/// system's `MemAvailable`, and no more than what procshot's own cgroup has left under its
-/// limit, minus a reserve of an eighth (at least 64 MiB) so that nothing else is squeezed.
+/// system's `MemAvailable`, and no more than what procshot's own memory cgroup has left
+/// under its limit, minus a reserve of an eighth (at least 64 MiB) so that nothing else is
+/// squeezed.
 pub fn memory_budget() -> u64 {
     let available = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -233,19 +234,13 @@ pub fn memory_budget() -> u64 {
     usable.saturating_sub((usable / 8).max(64 << 20))
 }
 
-/// `memory.max - memory.current` of procshot's own cgroup (v2), when it has a limit.
+/// What procshot's own memory cgroup (v1 or v2) has left under its lowest limit (its own
+/// or an ancestor's), when there is one.
 fn own_cgroup_headroom() -> Option<u64> {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let dir = Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
-    let max = std::fs::read_to_string(dir.join("memory.max")).ok()?;
-    let max: u64 = max.trim().parse().ok()?;
-    let current: u64 = std::fs::read_to_string(dir.join("memory.current"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(max.saturating_sub(current))
+    let me = crate::target::Target::open(Path::new("/proc"), std::process::id() as i32).ok()?;
+    let cgroup = crate::memory::cgroup::read(&me, None).ok()?;
+    let limit = cgroup.effective_limit?.bytes;
+    Some(limit.saturating_sub(cgroup.usage_bytes))
 }
 
 #[cfg(test)]
