@@ -8,7 +8,7 @@ PROCSHOT := target/release/procshot
 help:
 	@echo "make demo   build, capture a bundled leaking process (3 samples) and print its findings"
 	@echo "make test   install what the tests need, then lint and run every test (needs root)"
-	@echo "make bench  procshot side by side with lsof, ls and a C floor (20,000 fds), with the AWS CLI (1 GiB upload to Garage), with curl (100,000 goroutines), and with gdb and eu-stack (stacks of 10-1,000 threads)"
+	@echo "make bench  procshot side by side with lsof, ls and a C floor (20,000 fds), with the AWS CLI (1 GiB upload to Garage), with curl (100,000 goroutines), with gdb and eu-stack (stacks of 10-1,000 threads), and with gcore (core dumps of 256 MiB and 1 GiB)"
 	@echo "make build  build the release binary ($(PROCSHOT))"
 	@echo "make crds   regenerate crds/debugsession.yaml from the operator's types"
 	@echo "make image  build the agent, operator and e2e fixture images (needs Docker)"
@@ -36,6 +36,7 @@ bench: build
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/upload.sh
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/goroutines.sh
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/stacks.sh
+	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/core.sh
 
 crds:
 	$(CARGO) run --locked -q -p procshot-operator -- crd > crds/debugsession.yaml

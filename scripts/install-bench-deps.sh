@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools `make bench` compares procshot with: lsof, GNU time for peak RSS, Go
 # and curl for the goroutines benchmark, gdb and eu-stack (elfutils) for the stacks
-# benchmark, and
+# benchmark, gdb's gcore for the core dump benchmark, and
 # the AWS CLI (PyPI, pinned) for the upload benchmark. Garage, its S3 server, is installed
 # by sidecar/benches/upload.sh through scripts/install-garage.sh.
 set -euo pipefail
@@ -14,6 +14,7 @@ command -v lsof >/dev/null || missing+=(lsof)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v go >/dev/null || missing+=(golang-go)
 command -v curl >/dev/null || missing+=(curl)
+command -v gcore >/dev/null || missing+=(gdb)
 if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || { echo "install-bench-deps: need ${missing[*]}; run as root" >&2; exit 1; }
     apt-get update -qq

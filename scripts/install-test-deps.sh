@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler and Go for
 # the fixtures the tests build from source, gdb and eu-stack (the stack and core tests check
-# procshot's results against them), iproute2 (network namespaces for the pprof tests), util-linux's setpriv and unshare (run procshot as an
+# procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), util-linux's setpriv and unshare (run procshot as an
 # unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
 # manifests, Helm, and Garage (an S3 server) for the upload tests. Rust itself (cargo,
 # clippy, rustfmt) comes from rustup.
@@ -14,6 +14,7 @@ command -v go >/dev/null || missing+=(golang-go)
 command -v gdb >/dev/null || missing+=(gdb)
 command -v eu-stack >/dev/null || missing+=(elfutils)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v zstd >/dev/null || missing+=(zstd)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-test-deps: need ${missing[*]}; run as root or install them" >&2

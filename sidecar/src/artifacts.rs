@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{self, Summary};
+use crate::core::CoreRecord;
 use crate::error::OutputError;
 use crate::goroutines::buildinfo::GoBuildInfo;
 use crate::report;
@@ -70,6 +71,9 @@ pub struct Manifest {
     /// The Go build info of the target's executable, when it is a Go program.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go_build_info: Option<GoBuildInfo>,
+    /// The core dump, when one was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<CoreRecord>,
     /// Every other file of the directory, with its size and sha256.
     pub files: Vec<FileEntry>,
 }
@@ -221,6 +225,15 @@ fn write_results(
         REPORT_HTML_FILE,
         report::html(manifest, &summary, data).as_bytes(),
     )?);
+    // Keep the entries of files written before (a core dump), unless rewritten now.
+    let kept: Vec<FileEntry> = std::mem::take(&mut manifest.files)
+        .into_iter()
+        .filter(|old| {
+            ![SUMMARY_FILE, REPORT_MD_FILE, REPORT_HTML_FILE].contains(&old.name.as_str())
+                && !files.iter().any(|new| new.name == old.name)
+        })
+        .collect();
+    files.extend(kept);
     manifest.files = files;
     write_json(dir, MANIFEST_FILE, manifest, true)?;
     Ok(summary)

@@ -15,6 +15,7 @@ use chrono::Utc;
 
 use crate::analysis::Summary;
 use crate::artifacts::{self, CaptureRun, Manifest, Tool};
+use crate::core::{self, CoreOptions, CoreOutcome};
 use crate::error::{CaptureError, OutputError};
 use crate::goroutines::{self, GoroutineSample, PprofOptions};
 use crate::samples::{CaptureData, SCHEMA_VERSION, Sample, Series};
@@ -36,16 +37,20 @@ pub enum CaptureKind {
     Goroutines,
     /// The native stack of every thread (one-shot, after the last sample).
     Stacks,
+    /// An ELF core dump (one-shot, last of all; opt-in).
+    Core,
 }
 
 impl CaptureKind {
-    /// Every kind, in the order a capture reads them.
-    pub const ALL: [CaptureKind; 5] = [
+    /// Every kind: the sampled ones in the order a sample reads them, then the one-shot
+    /// ones in the order they run.
+    pub const ALL: [CaptureKind; 6] = [
         Self::Fds,
         Self::Threads,
         Self::Memory,
         Self::Goroutines,
         Self::Stacks,
+        Self::Core,
     ];
 
     /// The name used on the command line and in the manifest.
@@ -56,6 +61,7 @@ impl CaptureKind {
             Self::Memory => "memory",
             Self::Goroutines => "goroutines",
             Self::Stacks => "stacks",
+            Self::Core => "core",
         }
     }
 
@@ -71,6 +77,7 @@ impl CaptureKind {
             Self::Memory => artifacts::MEMORY_FILE,
             Self::Goroutines => artifacts::GOROUTINES_FILE,
             Self::Stacks => artifacts::STACKS_FILE,
+            Self::Core => core::write::CORE_FILE,
         }
     }
 }
@@ -119,6 +126,8 @@ pub struct CaptureOptions {
     pub go_pprof: Option<PprofOptions>,
     /// How the stacks capture may stop the target's threads.
     pub stacks: StacksOptions,
+    /// How to take a core dump, when `captures` has [`CaptureKind::Core`].
+    pub core: CoreOptions,
 }
 
 impl CaptureOptions {
@@ -319,6 +328,52 @@ pub fn run(
             heap,
         )?);
     }
+    let mut runs = capture_runs(&options.captures, &data, &errors);
+    let mut core_record = None;
+    if options.captures.contains(&CaptureKind::Core) {
+        let began = Instant::now();
+        let result = core::capture(
+            &target,
+            &options.proc_root,
+            &options.out,
+            identity.exe.as_deref(),
+            &options.core,
+            progress,
+        );
+        let run = runs
+            .iter_mut()
+            .find(|r| r.kind == CaptureKind::Core.name())
+            .expect("a run per requested kind");
+        run.sample_durations_ms = vec![began.elapsed().as_secs_f64() * 1000.0];
+        let failure = match result {
+            Ok(CoreOutcome { record, file }) => {
+                progress(&format!(
+                    "core: {} ({} compressed, {} of memory, {} threads), target stopped {:.0} ms",
+                    file.name,
+                    units::bytes(record.bytes_compressed),
+                    units::bytes(record.bytes_of_memory),
+                    record.threads,
+                    record.pause_ms
+                ));
+                run.file = file.name.clone();
+                files.push(file);
+                let reason = record.partial_reason.clone();
+                core_record = Some(record);
+                reason.map(|r| format!("partial core: {r}"))
+            }
+            Err(e) => {
+                run.error = Some(e.to_string());
+                Some(format!("no core: {e}"))
+            }
+        };
+        if let Some(reason) = failure {
+            progress(&reason);
+            partial = Some(match partial {
+                Some(p) => format!("{p}; {reason}"),
+                None => reason,
+            });
+        }
+    }
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         tool: Tool::current(),
@@ -328,9 +383,10 @@ pub fn run(
         interval_seconds: options.interval.as_secs_f64(),
         started_at,
         finished_at: Utc::now(),
-        captures: capture_runs(&options.captures, &data, &errors),
+        captures: runs,
         partial,
         go_build_info,
+        core: core_record,
         files,
     };
     let summary = artifacts::write_capture(&options.out, &mut manifest, &data)?;
@@ -424,7 +480,8 @@ fn take_sample(
                     }
                 }
             }
-            CaptureKind::Stacks => {}
+            // One-shot: run once, after the samples.
+            CaptureKind::Stacks | CaptureKind::Core => {}
         }
     }
     parts.push(format!(
@@ -501,6 +558,7 @@ fn capture_runs(
                 CaptureKind::Memory => durations(&data.memory),
                 CaptureKind::Goroutines => durations(&data.goroutines),
                 CaptureKind::Stacks => data.stacks.iter().map(|s| s.wall_ms).collect(),
+                CaptureKind::Core => Vec::new(),
             };
             CaptureRun {
                 kind: kind.name().to_string(),
@@ -527,8 +585,9 @@ mod tests {
     fn capture_names() {
         assert_eq!("memory".parse::<CaptureKind>(), Ok(CaptureKind::Memory));
         assert_eq!("stacks".parse::<CaptureKind>(), Ok(CaptureKind::Stacks));
+        assert_eq!("core".parse::<CaptureKind>(), Ok(CaptureKind::Core));
         assert!("stack".parse::<CaptureKind>().unwrap_err().contains(
-            "unknown capture \"stack\": choose from fds, threads, memory, goroutines, stacks"
+            "unknown capture \"stack\": choose from fds, threads, memory, goroutines, stacks, core"
         ));
         for kind in CaptureKind::ALL {
             assert_eq!(kind.to_string().parse::<CaptureKind>(), Ok(kind));

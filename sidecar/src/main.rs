@@ -69,10 +69,12 @@ struct CaptureArgs {
     /// Time between the starts of two samples (`500ms`, `2s`, `1m`).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     interval: Duration,
-    /// What to capture, comma-separated, from fds, threads, memory, goroutines, stacks.
-    /// fds, threads, memory and goroutines are sampled (goroutines needs --go-pprof, which
-    /// adds it by itself); stacks (the native stack of every thread, which stops each
-    /// thread for a moment, one at a time) is taken once, after the last sample.
+    /// What to capture, comma-separated, from fds, threads, memory, goroutines, stacks,
+    /// core. fds, threads, memory and goroutines are sampled (goroutines needs --go-pprof,
+    /// which adds it by itself); stacks (the native stack of every thread, which stops each
+    /// thread for a moment, one at a time) is taken once, after the last sample; core (an
+    /// ELF core dump of the whole process, with every secret it holds) last of all, and is
+    /// never in the default.
     #[arg(
         long = "capture",
         default_value = "fds,threads,memory",
@@ -122,6 +124,52 @@ struct CaptureArgs {
     /// exit with the upload's failure.
     #[arg(long, requires = "upload")]
     hold_on_upload_failure: bool,
+    /// Core dump: the longest the target may stay stopped (stopping it, reading registers,
+    /// copying its memory). A copy that takes longer ends the core there, marked partial.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    core_max_pause: Duration,
+    /// Core dump: refuse when the core would hold more memory than this (bytes, or with a
+    /// K, M, G, T suffix in powers of 1024: 4G).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    core_max_bytes: Option<u64>,
+    /// Core dump: zstd compression level, 1 (fastest) to 19.
+    #[arg(long, default_value_t = procshot::core::DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
+    core_zstd_level: i32,
+    /// Core dump: threads that copy and compress. Default: the CPUs procshot may use.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    core_threads: Option<u32>,
+}
+
+/// Parses `123`, `64K`, `512M`, `4G`, `1T` (powers of 1024; `KiB`, `MB`… accepted too).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a size: give bytes, or a number with K, M, G or T")
+    })?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches('B')
+        .trim_end_matches('I')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use K, M, G or T)"
+            ));
+        }
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -236,6 +284,15 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
         }),
         stacks: StacksOptions {
             max_stop: args.stack_max_stop,
+        },
+        core: procshot::core::CoreOptions {
+            max_pause: args.core_max_pause,
+            max_bytes: args.core_max_bytes,
+            zstd_level: args.core_zstd_level,
+            threads: args.core_threads.map_or_else(
+                || procshot::core::CoreOptions::default().threads,
+                |n| n as usize,
+            ),
         },
     };
     let started = Instant::now();

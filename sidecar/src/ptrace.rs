@@ -166,6 +166,14 @@ impl Tracee {
             if spins < 64 {
                 std::thread::yield_now();
             } else {
+                // A thread of a process being killed may never report: its exit waits for
+                // the process's other threads. Notice that it is gone instead of waiting
+                // for the bound.
+                if spins % 64 == 0 && thread_is_gone(self.tid.as_raw()) {
+                    return Err(PtraceError::ThreadExited {
+                        tid: self.tid.as_raw(),
+                    });
+                }
                 std::thread::sleep(Duration::from_micros(50));
             }
         }
@@ -429,6 +437,17 @@ impl TaskDir {
 
 fn thread_exists(tid: i32) -> bool {
     Path::new("/proc").join(tid.to_string()).exists()
+}
+
+/// Whether thread `tid` has exited (gone, or a zombie waiting to be reaped).
+fn thread_is_gone(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(") ")?;
+            rest.chars().next()
+        })
+        .is_none_or(|state| state == 'Z' || state == 'X')
 }
 
 #[cfg(test)]

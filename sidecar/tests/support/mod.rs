@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -114,6 +114,7 @@ pub fn go_fixture_binary(name: &str) -> PathBuf {
 pub struct Fixture {
     pub child: Child,
     stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
     /// The fixture's `READY` JSON.
     pub ready: Value,
     /// Its FIXTURE_DIR.
@@ -140,9 +141,8 @@ impl Fixture {
         let mut child = command.spawn().expect("start fixture");
         let stdin = child.stdin.take();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let json = line
             .strip_prefix("READY ")
             .unwrap_or_else(|| panic!("fixture {args:?} did not get ready: {line:?}"));
@@ -151,9 +151,22 @@ impl Fixture {
         Self {
             child,
             stdin,
+            stdout,
             ready,
             dir,
         }
+    }
+
+    /// Writes `request` and a newline on the fixture's stdin and returns the line it
+    /// answers with (`gap` → `GAP <microseconds>` for the core fixture's heartbeat).
+    pub fn ask(&mut self, request: &str) -> String {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("the fixture's stdin is open");
+        writeln!(stdin, "{request}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_string()
     }
 
     /// Starts the fixture through `sh -c 'PREPARE && exec fixture ARGS…'`, so that the

@@ -1,0 +1,549 @@
+//! Core dumps (`--capture core`, opt-in): an ELF core file of the live process, laid out
+//! the way the kernel writes one, that gdb opens. The target is stopped only while its
+//! registers are read and its memory is copied into a buffer allocated beforehand; it runs
+//! again before the copy is compressed (zstd, multithreaded) into `core.zst`. When the
+//! copy cannot fit in the memory procshot may use, the rest is read and compressed while
+//! the target is still stopped, within `--core-max-pause`.
+//!
+//! [`plan`] chooses the mappings, [`notes`] lays out the PT_NOTE segment, [`copy`] copies
+//! the memory, [`write`] writes the file.
+
+pub mod copy;
+pub mod notes;
+pub mod plan;
+pub mod write;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifacts::FileEntry;
+use crate::ptrace::{PtraceError, StoppedProcess};
+use crate::target::Target;
+use crate::units;
+use copy::{Buffer, Interrupted, Memory};
+use notes::{FileMapping, ProcessState, ThreadState};
+use plan::{CoredumpFilter, Plan};
+use write::Compression;
+
+/// The default `--core-max-pause`.
+pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(2);
+/// The default `--core-zstd-level`.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+/// procshot refuses to start a core when the output's free space is below the memory to
+/// copy divided by this (zstd usually compresses process memory 4:1 or better; a core that
+/// compresses worse and fills the disk ends with a clean error).
+pub const ASSUMED_COMPRESSION_RATIO: u64 = 4;
+
+/// How to take a core dump.
+#[derive(Debug, Clone)]
+pub struct CoreOptions {
+    /// The longest the target may stay stopped.
+    pub max_pause: Duration,
+    /// Refuse when the core would hold more bytes of memory than this.
+    pub max_bytes: Option<u64>,
+    /// zstd level.
+    pub zstd_level: i32,
+    /// Threads that copy and compress (default: the CPUs procshot may use).
+    pub threads: usize,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        Self {
+            max_pause: DEFAULT_MAX_PAUSE,
+            max_bytes: None,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The `core` object of `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CoreRecord {
+    /// `core.zst`, or `core.partial.zst` when the core ends early.
+    pub file: String,
+    /// Size of the compressed file.
+    pub bytes_compressed: u64,
+    /// Bytes of the target's memory the core holds (its size once decompressed, less the
+    /// headers and notes).
+    pub bytes_of_memory: u64,
+    /// PT_LOAD segments (one per mapping).
+    pub segments: usize,
+    /// Threads (one NT_PRSTATUS each).
+    pub threads: usize,
+    /// How long the target was stopped, in milliseconds.
+    pub pause_ms: f64,
+    /// Pages that could not be read and are zeros in the core.
+    pub unreadable_pages: u64,
+    /// The target's `coredump_filter` that chose the mappings.
+    pub coredump_filter: String,
+    /// zstd level.
+    pub zstd_level: i32,
+    /// Set when the core is partial: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_reason: Option<String>,
+    /// The command that opens it.
+    pub open_command: String,
+}
+
+/// A written core.
+#[derive(Debug, Clone)]
+pub struct CoreOutcome {
+    /// For the manifest's `core` object.
+    pub record: CoreRecord,
+    /// For the manifest's file list.
+    pub file: FileEntry,
+}
+
+/// Why no core was written.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The core would exceed `--core-max-bytes`.
+    #[error(
+        "core dump of pid {pid} refused: it would hold {memory} of memory, more than \
+         --core-max-bytes {cap}: raise --core-max-bytes, or clear bits of \
+         /proc/{pid}/coredump_filter to leave mappings out"
+    )]
+    TooBig {
+        /// The target.
+        pid: i32,
+        /// What the core would hold.
+        memory: String,
+        /// The cap.
+        cap: String,
+    },
+    /// The output's filesystem has too little free space.
+    #[error(
+        "core dump of pid {pid} refused: {dir} has {free} free, and the core needs at least \
+         {need} ({data} of memory to copy, compressed at least {ratio}:1): free space there \
+         or capture into another directory (--out)"
+    )]
+    NoSpace {
+        /// The target.
+        pid: i32,
+        /// The output directory.
+        dir: PathBuf,
+        /// Free space.
+        free: String,
+        /// What the core needs at least.
+        need: String,
+        /// Memory to copy.
+        data: String,
+        /// The assumed ratio.
+        ratio: u64,
+    },
+    /// The buffer for the copy could not be allocated.
+    #[error(
+        "cannot allocate {bytes} to copy the memory of pid {pid} into: {source} (give procshot \
+         more memory: raise its cgroup's limit, or free memory on the node)"
+    )]
+    Allocate {
+        /// The target.
+        pid: i32,
+        /// How much.
+        bytes: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The target could not be stopped.
+    #[error("cannot stop pid {pid} for its core dump: {source}")]
+    Stop {
+        /// The target.
+        pid: i32,
+        /// Why.
+        #[source]
+        source: PtraceError,
+    },
+    /// The target exited before its memory could be copied.
+    #[error("pid {pid} exited before its core dump was taken ({state})")]
+    TargetExited {
+        /// The target.
+        pid: i32,
+        /// What /proc says of it now.
+        state: String,
+    },
+    /// A file of the target could not be read.
+    #[error("cannot read {path} for the core dump: {detail}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// The core file could not be written; nothing is left under a core's name.
+    #[error("cannot write the core dump {path}: {source}{}; the unfinished file was removed", full_hint(.source))]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn full_hint(e: &std::io::Error) -> &'static str {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        " (the filesystem is full: free space there or capture into another directory with --out)"
+    } else {
+        ""
+    }
+}
+
+/// Takes a core dump of `target` into `dir` (which exists). `exe` is the target's
+/// executable as the manifest records it.
+pub fn capture(
+    target: &Target,
+    proc_root: &Path,
+    dir: &Path,
+    exe: Option<&str>,
+    options: &CoreOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CoreOutcome, CoreError> {
+    let pid = target.pid();
+    let page_size = procfs::page_size();
+    let (smaps, filter) = read_smaps(target)?;
+    let planned = Plan::new(&smaps, filter, page_size);
+    check_fits(pid, &planned, dir, options)?;
+    let budget = plan::memory_budget();
+    let wanted = planned.data_bytes + planned.data_bytes / 8 + (16 << 20);
+    let capacity = wanted.min(budget) as usize;
+    let buffer =
+        Buffer::allocate(capacity, options.threads).map_err(|source| CoreError::Allocate {
+            pid,
+            bytes: units::bytes(capacity as u64),
+            source,
+        })?;
+    progress(&format!(
+        "core: {} of memory in {} mappings ({} to copy{}), coredump_filter {:#x}",
+        units::bytes(planned.memory_bytes),
+        planned
+            .regions
+            .iter()
+            .filter(|r| r.dump_bytes(page_size) > 0)
+            .count(),
+        units::bytes(planned.data_bytes),
+        if (capacity as u64) < planned.data_bytes {
+            format!(
+                "; only {} fits in memory, the rest is compressed while the target is stopped",
+                units::bytes(capacity as u64)
+            )
+        } else {
+            String::new()
+        },
+        planned.filter.0
+    ));
+    let memory =
+        Memory::open(&target.path(""), pid, page_size).map_err(|e| read_error(target, "mem", e))?;
+
+    // Stopped from here until `resume`.
+    let stopped = StoppedProcess::stop(proc_root, pid, options.max_pause).map_err(|source| {
+        if source.is_exited() {
+            exited(target)
+        } else {
+            CoreError::Stop { pid, source }
+        }
+    })?;
+    let deadline = Instant::now() + options.max_pause.saturating_sub(stopped.stopped_for());
+    // Registers first: once they are read, a target that dies gives a partial core.
+    let threads = thread_states(target, &stopped);
+    if threads.is_empty() {
+        return Err(exited(target));
+    }
+    let process = process_state(target, &stopped);
+    let auxv = std::fs::read(target.path("auxv")).unwrap_or_default();
+    let (plan, segments) = match replan(target, &memory, &smaps, page_size).and_then(|plan| {
+        let segments = copy::layout(&plan, &memory).map_err(|e| match e.kind() {
+            // pagemap reads short only when the address space is gone.
+            std::io::ErrorKind::UnexpectedEof => exited(target),
+            _ => read_error(target, "pagemap", e),
+        })?;
+        Ok((plan, segments))
+    }) {
+        Ok(laid_out) => laid_out,
+        // Gone meanwhile: the copy finds it gone too and the core ends with the threads.
+        Err(CoreError::TargetExited { .. }) => {
+            let segments = copy::layout_unchecked(&planned, page_size);
+            (planned, segments)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut image = copy::copy(segments, buffer, &memory, options.threads, deadline);
+    copy::keep_only_elf_headers(&mut image, &plan);
+    let files: Vec<FileMapping> = plan
+        .regions
+        .iter()
+        .filter_map(|r| {
+            r.file
+                .as_ref()
+                .map(|(path, offset)| (r.start, r.end, *offset, path.clone()))
+        })
+        .collect();
+    let notes = notes::build(&process, &threads, &auxv, &files, page_size);
+    let compression = Compression {
+        level: options.zstd_level,
+        workers: options.threads.max(2) as u32,
+    };
+    let write_now = image.needs_live_reads() && image.interrupted.is_none();
+    let (written, pause) = if write_now {
+        let written = write::write(
+            dir,
+            &notes,
+            &mut image,
+            &memory,
+            deadline,
+            compression,
+            page_size,
+        );
+        (written, stopped.resume())
+    } else {
+        let pause = stopped.resume();
+        let written = write::write(
+            dir,
+            &notes,
+            &mut image,
+            &memory,
+            deadline,
+            compression,
+            page_size,
+        );
+        (written, pause)
+    };
+    let written = written.map_err(|(path, source)| CoreError::Write { path, source })?;
+    let partial_reason = written.interrupted.map(|why| match why {
+        Interrupted::TargetExited => format!(
+            "pid {pid} exited while its memory was being copied ({}); the core holds the \
+             threads and the first {} of memory",
+            target_state(target),
+            units::bytes(written.memory_bytes)
+        ),
+        Interrupted::PauseBound => format!(
+            "the pause bound of {} (--core-max-pause) passed after {} of {} of memory",
+            humantime::format_duration(options.max_pause),
+            units::bytes(written.memory_bytes),
+            units::bytes(image.memory_bytes().max(plan.memory_bytes))
+        ),
+    });
+    let open_command = format!(
+        "zstd -d {} -o core && gdb {} core",
+        written.name,
+        exe.map_or_else(|| format!("/proc/{pid}/exe"), shell_quote)
+    );
+    Ok(CoreOutcome {
+        record: CoreRecord {
+            file: written.name.to_string(),
+            bytes_compressed: written.bytes,
+            bytes_of_memory: written.memory_bytes,
+            segments: written.segments,
+            threads: threads.len(),
+            pause_ms: pause.as_secs_f64() * 1000.0,
+            unreadable_pages: image.unreadable_pages,
+            coredump_filter: format!("{:#x}", plan.filter.0),
+            zstd_level: options.zstd_level,
+            partial_reason,
+            open_command,
+        },
+        file: FileEntry {
+            name: written.name.to_string(),
+            bytes: written.bytes,
+            sha256: written.sha256,
+        },
+    })
+}
+
+/// The plan again, once the target is stopped: from its maps with the flags and counters
+/// of `smaps` (read before the stop), or from smaps again when a mapping changed. An
+/// anonymous mapping left out because it was never written is checked in pagemap.
+fn replan(
+    target: &Target,
+    memory: &Memory,
+    smaps: &[procfs::process::MemoryMap],
+    page_size: u64,
+) -> Result<Plan, CoreError> {
+    let maps = target
+        .process()
+        .maps()
+        .map_err(|e| proc_error(target, "maps", e))?;
+    let filter = read_filter(target);
+    let mut plan = match plan::with_smaps_of(maps.0, smaps) {
+        Some(maps) => Plan::new(&maps, filter, page_size),
+        None => {
+            let (smaps, filter) = read_smaps(target)?;
+            Plan::new(&smaps, filter, page_size)
+        }
+    };
+    for region in &mut plan.regions {
+        if region.anonymous && region.write && region.extent == plan::Extent::Nothing {
+            let populated = memory
+                .populated(region.start, region.end)
+                .map_err(|e| read_error(target, "pagemap", e))?;
+            if populated.iter().any(|&p| p) {
+                region.extent = plan::Extent::Whole;
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn proc_error(target: &Target, file: &'static str, e: procfs::ProcError) -> CoreError {
+    match target.proc_error(file, "core", e) {
+        crate::error::CaptureError::TargetExited { .. } => exited(target),
+        other => CoreError::Read {
+            path: target.path(file),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn read_filter(target: &Target) -> CoredumpFilter {
+    std::fs::read_to_string(target.path("coredump_filter"))
+        .ok()
+        .and_then(|t| CoredumpFilter::parse(&t))
+        .unwrap_or(CoredumpFilter::DEFAULT)
+}
+
+/// The target's smaps and coredump_filter now.
+fn read_smaps(
+    target: &Target,
+) -> Result<(Vec<procfs::process::MemoryMap>, CoredumpFilter), CoreError> {
+    let maps = target
+        .process()
+        .smaps()
+        .map_err(|e| proc_error(target, "smaps", e))?;
+    Ok((maps.0, read_filter(target)))
+}
+
+/// Refuses a core over the cap or one that cannot fit on the output's filesystem.
+fn check_fits(pid: i32, plan: &Plan, dir: &Path, options: &CoreOptions) -> Result<(), CoreError> {
+    if let Some(cap) = options.max_bytes
+        && plan.memory_bytes > cap
+    {
+        return Err(CoreError::TooBig {
+            pid,
+            memory: units::bytes(plan.memory_bytes),
+            cap: units::bytes(cap),
+        });
+    }
+    let free = plan::free_space(dir).map_err(|source| CoreError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let need = plan.data_bytes / ASSUMED_COMPRESSION_RATIO + (1 << 20);
+    if free < need {
+        return Err(CoreError::NoSpace {
+            pid,
+            dir: dir.to_path_buf(),
+            free: units::bytes(free),
+            need: units::bytes(need),
+            data: units::bytes(plan.data_bytes),
+            ratio: ASSUMED_COMPRESSION_RATIO,
+        });
+    }
+    Ok(())
+}
+
+/// Registers and counters of every stopped thread, the main thread first.
+fn thread_states(target: &Target, stopped: &StoppedProcess) -> Vec<ThreadState> {
+    let ticks = procfs::ticks_per_second().max(1);
+    let mut threads: Vec<ThreadState> = stopped
+        .threads()
+        .iter()
+        .filter_map(|tracee| {
+            let registers = tracee.registers().ok()?;
+            let task = target.process().task_from_tid(tracee.tid()).ok();
+            let stat = task.as_ref().and_then(|t| t.stat().ok());
+            let status = task.as_ref().and_then(|t| t.status().ok());
+            Some(ThreadState {
+                tid: tracee.tid(),
+                registers,
+                fp_registers: tracee.fp_registers().ok(),
+                user_us: stat.as_ref().map_or(0, |s| s.utime * 1_000_000 / ticks),
+                system_us: stat.as_ref().map_or(0, |s| s.stime * 1_000_000 / ticks),
+                pending: status.as_ref().map_or(0, |s| s.sigpnd),
+                blocked: status.as_ref().map_or(0, |s| s.sigblk),
+            })
+        })
+        .collect();
+    threads.sort_by_key(|t| (t.tid != target.pid(), t.tid));
+    threads
+}
+
+/// What NT_PRPSINFO and NT_SIGINFO say of the process.
+fn process_state(target: &Target, stopped: &StoppedProcess) -> ProcessState {
+    let process = target.process();
+    let stat = process.stat().ok();
+    let status = process.status().ok();
+    let siginfo = stopped
+        .threads()
+        .iter()
+        .find(|t| t.tid() == target.pid())
+        .and_then(|t| t.siginfo().ok())
+        .map(|info| {
+            // SAFETY: siginfo_t is 128 bytes of plain data filled in by the kernel.
+            unsafe {
+                std::slice::from_raw_parts(
+                    (&raw const info).cast::<u8>(),
+                    size_of::<libc::siginfo_t>(),
+                )
+            }
+            .to_vec()
+        })
+        .unwrap_or_else(|| vec![0; size_of::<libc::siginfo_t>()]);
+    ProcessState {
+        pid: target.pid(),
+        ppid: stat.as_ref().map_or(0, |s| s.ppid),
+        pgrp: stat.as_ref().map_or(0, |s| s.pgrp),
+        sid: stat.as_ref().map_or(0, |s| s.session),
+        uid: status.as_ref().map_or(0, |s| s.ruid),
+        gid: status.as_ref().map_or(0, |s| s.rgid),
+        // The state before the stop: the threads are all in a tracing stop now.
+        state: 'S',
+        nice: stat.as_ref().map_or(0, |s| s.nice),
+        flags: stat.as_ref().map_or(0, |s| u64::from(s.flags)),
+        comm: stat.as_ref().map(|s| s.comm.clone()).unwrap_or_default(),
+        args: process.cmdline().map(|a| a.join(" ")).unwrap_or_default(),
+        siginfo,
+    }
+}
+
+fn read_error(target: &Target, file: &str, e: std::io::Error) -> CoreError {
+    if !target.is_alive() {
+        return exited(target);
+    }
+    CoreError::Read {
+        path: target.path(file),
+        detail: e.to_string(),
+    }
+}
+
+fn exited(target: &Target) -> CoreError {
+    CoreError::TargetExited {
+        pid: target.pid(),
+        state: target_state(target),
+    }
+}
+
+/// What /proc says of the target now, in words.
+fn target_state(target: &Target) -> String {
+    match target.process().stat() {
+        Ok(stat) if stat.state == 'Z' => "it is a zombie now".into(),
+        Ok(stat) => format!("its state is now {}", stat.state),
+        Err(_) => "it is gone".into(),
+    }
+}
+
+/// Quotes a path for a shell command line when it needs it.
+fn shell_quote(path: &str) -> String {
+    if path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
+    {
+        path.to_string()
+    } else {
+        format!("'{}'", path.replace('\'', r"'\''"))
+    }
+}
