@@ -169,7 +169,7 @@ impl Tracee {
                 // A thread of a process being killed may never report: its exit waits for
                 // the process's other threads. Notice that it is gone instead of waiting
                 // for the bound.
-                if spins % 64 == 0 && thread_is_gone(self.tid.as_raw()) {
+                if spins.is_multiple_of(64) && thread_is_gone(self.tid.as_raw()) {
                     return Err(PtraceError::ThreadExited {
                         tid: self.tid.as_raw(),
                     });
