@@ -167,7 +167,7 @@ pub fn build(
                 "imagePullPolicy": "IfNotPresent",
                 "args": capture_args,
                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": capture_memory_limit(plan)}},
                 "securityContext": {
                     "runAsUser": 0,
                     "runAsNonRoot": false,
@@ -202,6 +202,18 @@ fn scratch_size(plan: &CapturePlan) -> String {
     const FILES: u64 = 256 << 20;
     match &plan.core {
         Some(core) => (FILES + core.max_bytes).to_string(),
+        None => "256Mi".to_string(),
+    }
+}
+
+/// The capture container's memory limit: 256 MiB, plus, for a core dump, room to copy the
+/// process's memory while it is paused (procshot copies only what its cgroup and the node
+/// can spare, and compresses the rest while the process is still paused, which makes the
+/// pause longer, so the limit is what keeps the pause short).
+fn capture_memory_limit(plan: &CapturePlan) -> String {
+    const BASE: u64 = 256 << 20;
+    match &plan.core {
+        Some(core) => (BASE + core.max_bytes).to_string(),
         None => "256Mi".to_string(),
     }
 }

@@ -351,6 +351,14 @@ fn core_dumps_are_opt_in_and_bounded_by_the_policy() {
         scratch.size_limit.unwrap().0,
         ((4u64 << 30) + (256 << 20)).to_string()
     );
+    // …and the capture container may hold the copy, so the pause stays short.
+    let limits = spec.containers[0]
+        .resources
+        .clone()
+        .unwrap()
+        .limits
+        .unwrap();
+    assert_eq!(limits["memory"].0, ((4u64 << 30) + (256 << 20)).to_string());
     let session = with_core("  core: {maxBytes: 512Mi, maxPause: 500ms}");
     let (file, pod) = render_ok(dir.path(), "core-limits", &session, &[ALL_CAPTURES]);
     let args = pod.spec.as_ref().unwrap().containers[0]
