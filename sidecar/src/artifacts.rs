@@ -275,10 +275,26 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, OutputError> {
 
 /// A writer that counts and hashes everything written through it, so that no artifact has
 /// to be read back to be listed in the manifest.
-struct HashingWriter<W> {
+pub struct HashingWriter<W> {
     inner: W,
     hasher: Context,
     bytes: u64,
+}
+
+impl<W> HashingWriter<W> {
+    /// Counts and hashes what goes to `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Context::new(&SHA256),
+            bytes: 0,
+        }
+    }
+
+    /// The writer, the number of bytes written and their sha256 (hex).
+    pub fn finish(self) -> (W, u64, String) {
+        (self.inner, self.bytes, hex::encode(self.hasher.finish()))
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {
@@ -306,18 +322,15 @@ fn write_with(
         source,
     };
     let file = File::create(&path).map_err(write_err)?;
-    let mut writer = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 16, file),
-        hasher: Context::new(&SHA256),
-        bytes: 0,
-    };
+    let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 16, file));
     fill(&mut writer)
         .and_then(|()| writer.flush())
         .map_err(write_err)?;
+    let (_, bytes, sha256) = writer.finish();
     Ok(FileEntry {
         name: name.to_string(),
-        bytes: writer.bytes,
-        sha256: hex::encode(writer.hasher.finish()),
+        bytes,
+        sha256,
     })
 }
 

@@ -289,29 +289,23 @@ pub fn capture(
         workers: options.threads.max(2) as u32,
     };
     let write_now = image.needs_live_reads() && image.interrupted.is_none();
-    let (written, pause) = if write_now {
-        let written = write::write(
+    let write = |image: &mut _| {
+        write::write(
             dir,
             &notes,
-            &mut image,
+            image,
             &memory,
             deadline,
             compression,
             page_size,
-        );
+        )
+    };
+    let (written, pause) = if write_now {
+        let written = write(&mut image);
         (written, stopped.resume())
     } else {
         let pause = stopped.resume();
-        let written = write::write(
-            dir,
-            &notes,
-            &mut image,
-            &memory,
-            deadline,
-            compression,
-            page_size,
-        );
-        (written, pause)
+        (write(&mut image), pause)
     };
     let written = written.map_err(|(path, source)| CoreError::Write { path, source })?;
     let partial_reason = written.interrupted.map(|why| match why {

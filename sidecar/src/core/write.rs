@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use aws_lc_rs::digest::{Context, SHA256};
+use crate::artifacts::HashingWriter;
 use object::LittleEndian as LE;
 use object::elf::{
     ELFCLASS64, ELFDATA2LSB, ELFMAG, ELFOSABI_NONE, EM_X86_64, ET_CORE, EV_CURRENT, FileHeader64,
@@ -105,11 +105,7 @@ fn write_to(
         drop_from_first_missing(image);
     }
     let file = File::create(path)?;
-    let hashing = HashingWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        hasher: Context::new(&SHA256),
-        bytes: 0,
-    };
+    let hashing = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let mut encoder = zstd::stream::write::Encoder::new(hashing, compression.level)?;
     if compression.workers > 0 {
         encoder.multithread(compression.workers)?;
@@ -161,12 +157,13 @@ fn write_to(
     }
     let mut hashing = encoder.finish()?;
     hashing.flush()?;
-    let file = hashing.inner.into_inner().map_err(|e| e.into_error())?;
+    let (buffered, bytes, sha256) = hashing.finish();
+    let file = buffered.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(Written {
         name: CORE_FILE,
-        bytes: hashing.bytes,
-        sha256: hex::encode(hashing.hasher.finish()),
+        bytes,
+        sha256,
         memory_bytes,
         segments: image.segments.len(),
         interrupted,
@@ -267,24 +264,4 @@ fn write_zeros(out: &mut impl Write, mut len: u64) -> std::io::Result<()> {
         len -= n as u64;
     }
     Ok(())
-}
-
-/// Counts and hashes the compressed bytes on their way to the file.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Context,
-    bytes: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
