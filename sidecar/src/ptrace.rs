@@ -101,6 +101,8 @@ impl Tracee {
         let pid = Pid::from_raw(tid);
         ptrace::seize(pid, ptrace::Options::empty()).map_err(|errno| match errno {
             Errno::ESRCH => PtraceError::ThreadExited { tid },
+            // A zombie thread refuses to be traced with EPERM: it has exited.
+            Errno::EPERM if thread_is_gone(tid) => PtraceError::ThreadExited { tid },
             Errno::EPERM | Errno::EACCES => PtraceError::NotPermitted { tid, errno },
             errno => PtraceError::Request {
                 request: "PTRACE_SEIZE",
@@ -222,18 +224,12 @@ impl Tracee {
         ptrace::getsiginfo(self.tid).map_err(|errno| self.request_error("PTRACE_GETSIGINFO", errno))
     }
 
-    /// The signal that arrived while the thread was stopped, if any; it is delivered
-    /// again when the thread is detached.
-    pub fn pending_signal(&self) -> Option<Signal> {
-        self.pending_signal
-    }
-
     /// Detaches now (dropping does the same).
     pub fn detach(self) {}
 
     fn request_error(&self, request: &'static str, errno: Errno) -> PtraceError {
         let tid = self.tid.as_raw();
-        if errno == Errno::ESRCH && !thread_exists(tid) {
+        if errno == Errno::ESRCH && thread_is_gone(tid) {
             PtraceError::ThreadExited { tid }
         } else {
             PtraceError::Request {
@@ -276,7 +272,6 @@ impl Drop for Tracee {
 /// Every thread of one process, stopped together. Dropping it detaches them all.
 #[derive(Debug)]
 pub struct StoppedProcess {
-    pid: i32,
     threads: Vec<Tracee>,
     stopped_at: Instant,
 }
@@ -289,10 +284,13 @@ impl StoppedProcess {
     pub fn stop(proc_root: &Path, pid: i32, bound: Duration) -> Result<Self, PtraceError> {
         let stopped_at = Instant::now();
         let deadline = stopped_at + bound;
+        let tasks =
+            TaskDir::open(proc_root, pid).map_err(|_| PtraceError::ThreadExited { tid: pid })?;
         let mut threads: Vec<Tracee> = Vec::new();
         loop {
-            let tids =
-                list_threads(proc_root, pid).map_err(|_| PtraceError::ThreadExited { tid: pid })?;
+            let tids = tasks
+                .tids()
+                .map_err(|_| PtraceError::ThreadExited { tid: pid })?;
             let mut new = 0;
             for tid in tids {
                 if threads.iter().any(|t| t.tid() == tid) {
@@ -327,15 +325,9 @@ impl StoppedProcess {
         }
         threads.sort_by_key(Tracee::tid);
         Ok(Self {
-            pid,
             threads,
             stopped_at,
         })
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> i32 {
-        self.pid
     }
 
     /// The stopped threads, by tid (the main thread, whose tid is the pid, first).
@@ -355,18 +347,6 @@ impl StoppedProcess {
         drop(self);
         stopped_for
     }
-}
-
-/// The tids in `proc_root/PID/task`.
-pub fn list_threads(proc_root: &Path, pid: i32) -> std::io::Result<Vec<i32>> {
-    let mut tids = Vec::new();
-    for entry in std::fs::read_dir(proc_root.join(pid.to_string()).join("task"))? {
-        if let Some(tid) = entry?.file_name().to_str().and_then(|s| s.parse().ok()) {
-            tids.push(tid);
-        }
-    }
-    tids.sort_unstable();
-    Ok(tids)
 }
 
 /// The threads of `pid` that are in a tracing stop (state `t` in `/proc/PID/task/TID/stat`):
@@ -417,26 +397,38 @@ impl TaskDir {
 
     /// The threads in a tracing stop (state `t`) now.
     pub fn in_tracing_stop(&self) -> Vec<i32> {
+        let mut tids = self.tids().unwrap_or_default();
+        tids.retain(|&tid| {
+            self.name_and_state(tid)
+                .is_some_and(|(_, state)| state == 't')
+        });
+        tids
+    }
+
+    /// The threads now, sorted. Each call lists the directory afresh (through a new open
+    /// file description, so earlier listings do not move its position).
+    pub fn tids(&self) -> std::io::Result<Vec<i32>> {
+        use rustix::fs::{Mode, OFlags};
+        let here = rustix::fs::openat(
+            &self.0,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let mut tids = Vec::new();
-        let Ok(dir) = rustix::fs::Dir::read_from(&self.0) else {
-            return tids;
-        };
-        for entry in dir.flatten() {
-            if let Some(tid) = entry.file_name().to_str().ok().and_then(|s| s.parse().ok())
-                && self
-                    .name_and_state(tid)
-                    .is_some_and(|(_, state)| state == 't')
+        for entry in rustix::fs::Dir::read_from(&here)? {
+            if let Some(tid) = entry?
+                .file_name()
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse().ok())
             {
                 tids.push(tid);
             }
         }
         tids.sort_unstable();
-        tids
+        Ok(tids)
     }
-}
-
-fn thread_exists(tid: i32) -> bool {
-    Path::new("/proc").join(tid.to_string()).exists()
 }
 
 /// Whether thread `tid` has exited (gone, or a zombie waiting to be reaped).

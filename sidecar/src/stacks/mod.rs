@@ -227,9 +227,10 @@ fn read_threads(
 ) -> Result<ThreadsRead, StacksError> {
     let pid = target.pid();
     let (mut unwinder, unwind_failures) = StackUnwinder::new(space);
-    let tids = ptrace::list_threads(proc_root, pid)
-        .map_err(|e| target.io_error("task", "the stacks", e))?;
     let tasks = ptrace::TaskDir::open(proc_root, pid)
+        .map_err(|e| target.io_error("task", "the stacks", e))?;
+    let tids = tasks
+        .tids()
         .map_err(|e| target.io_error("task", "the stacks", e))?;
 
     let mut threads = Vec::with_capacity(tids.len());
@@ -274,9 +275,7 @@ fn read_threads(
                     thread.truncated = unwound.truncated.clone();
                     threads.push((thread, Some(unwound)));
                 }
-                Err(SnapshotError::Ptrace(e)) if e.is_exited() || is_gone(&tasks, tid) => {
-                    exited += 1
-                }
+                Err(SnapshotError::Ptrace(e)) if e.is_exited() => exited += 1,
                 Err(SnapshotError::Ptrace(PtraceError::StopTimedOut { .. })) if pass == 0 => {
                     retry.push(tid);
                 }
@@ -390,13 +389,6 @@ fn dies_soon(target: &Target) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     false
-}
-
-/// Whether a thread has exited (a zombie thread refuses ptrace with EPERM).
-fn is_gone(tasks: &ptrace::TaskDir, tid: i32) -> bool {
-    tasks
-        .name_and_state(tid)
-        .is_none_or(|(_, state)| state == 'Z' || state == 'X')
 }
 
 fn frames(
