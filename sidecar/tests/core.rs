@@ -337,6 +337,9 @@ fn a_target_killed_mid_dump_gives_a_partial_core() {
         .spawn()
         .unwrap();
     wait_until_stopped(pid);
+    // Let procshot read the registers (microseconds) before the kill lands in the copy of
+    // 1.5 GiB (hundreds of milliseconds): the partial core then has every thread.
+    std::thread::sleep(Duration::from_millis(50));
     fixture.child.kill().unwrap();
     let output = procshot.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -273,6 +273,12 @@ pub fn capture(
         Err(e) => return Err(e),
     };
     let mut image = copy::copy(segments, buffer, &memory, options.threads, deadline);
+    // A process killed while stopped tears its address space down: pagemap then reads as
+    // untouched everywhere and the copy finds nothing to read. Its core cannot be trusted
+    // to be whole.
+    if image.interrupted.is_none() && !target.is_alive() {
+        image.interrupted = Some(copy::Interrupted::TargetExited);
+    }
     copy::keep_only_elf_headers(&mut image, &plan);
     let files: Vec<FileMapping> = plan
         .regions
@@ -525,7 +531,8 @@ fn exited(target: &Target) -> CoreError {
 fn target_state(target: &Target) -> String {
     match target.process().stat() {
         Ok(stat) if stat.state == 'Z' => "it is a zombie now".into(),
-        Ok(stat) => format!("its state is now {}", stat.state),
+        // Found gone, yet /proc still shows a state: its threads are still exiting.
+        Ok(stat) => format!("it is exiting (state {})", stat.state),
         Err(_) => "it is gone".into(),
     }
 }
