@@ -10,13 +10,13 @@ use procshot_summary::Artifact;
 use procshot::analysis::{Finding, Summary};
 use procshot::capture::{self, CaptureKind, CaptureOptions};
 use procshot::error::{UploadError, exit_code};
-use procshot::goroutines::{self, PprofAddress, PprofOptions};
+use procshot::goroutines::{PprofAddress, PprofOptions};
 use procshot::locate::ids::{ContainerId, PodUid};
 use procshot::locate::{self, LocateOptions};
 use procshot::stacks::StacksOptions;
 use procshot::upload::hold::{self, HoldEnd};
 use procshot::upload::{self, Destination, Session, UploadOptions};
-use procshot::{report, termination};
+use procshot::{report, termination, units};
 
 /// Capture the evidence of a sick process (open fds, threads, memory) before it is restarted.
 #[derive(Debug, Parser)]
@@ -97,7 +97,7 @@ struct CaptureArgs {
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, requires = "go_pprof")]
     go_pprof_timeout: Duration,
     /// Refuse pprof answers larger than this (`64MiB`, `1GiB`, bytes).
-    #[arg(long, default_value = "256MiB", value_parser = goroutines::pprof::parse_size, requires = "go_pprof")]
+    #[arg(long, default_value = "256MiB", value_parser = units::parse_size, requires = "go_pprof")]
     go_pprof_max_bytes: u64,
     /// stacks: how long to wait for one thread to stop (`10ms`, `500us`, at most 1s); a
     /// thread that has not stopped by then (uninterruptible sleep) is left running and
@@ -130,7 +130,7 @@ struct CaptureArgs {
     core_max_pause: Duration,
     /// Core dump: refuse when the core would hold more memory than this (bytes, or with a
     /// K, M, G, T suffix in powers of 1024: 4G).
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", value_parser = units::parse_size)]
     core_max_bytes: Option<u64>,
     /// Core dump: zstd compression level, 1 (fastest) to 19.
     #[arg(long, default_value_t = procshot::core::DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
@@ -138,38 +138,6 @@ struct CaptureArgs {
     /// Core dump: threads that copy and compress. Default: the CPUs procshot may use.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     core_threads: Option<u32>,
-}
-
-/// Parses `123`, `64K`, `512M`, `4G`, `1T` (powers of 1024; `KiB`, `MB`… accepted too).
-fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a size: give bytes, or a number with K, M, G or T")
-    })?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches('B')
-        .trim_end_matches('I')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use K, M, G or T)"
-            ));
-        }
-    };
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[derive(Debug, clap::Args)]

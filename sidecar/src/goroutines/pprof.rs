@@ -337,28 +337,6 @@ pub fn start_of(body: &[u8]) -> String {
     format!("{text:?}")
 }
 
-/// Parses a byte size: `1048576`, `512KiB`, `64MiB`, `1GiB` (also `K`/`M`/`G`, `KB`…, all
-/// binary).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("{s:?} is not a size: give bytes, or a number with KiB, MiB or GiB")
-    })?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        other => return Err(format!("unknown size unit {other:?}: use KiB, MiB or GiB")),
-    };
-    number
-        .checked_mul(1 << shift)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{s:?} is not a usable size"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,15 +361,6 @@ mod tests {
         for bad in ["", "http://x:1/", "host", "host:port", ":6060", "70000"] {
             assert!(bad.parse::<PprofAddress>().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn sizes_are_binary() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12 parsecs").is_err());
     }
 
     #[test]
