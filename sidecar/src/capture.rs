@@ -268,44 +268,14 @@ pub fn run(
     if let Some(error) = goroutines_error {
         errors.insert(CaptureKind::Goroutines, error);
     }
-    if options.captures.contains(&CaptureKind::Stacks) {
-        if partial.is_some() && !target.is_alive() {
-            errors.insert(
-                CaptureKind::Stacks,
-                format!("pid {} exited before its stacks were read", options.pid),
-            );
-        } else {
-            match stacks::capture(
-                &target,
-                &options.proc_root,
-                &options.stacks,
-                start + options.deadline,
-            ) {
-                Ok(stacks) => {
-                    progress(&format!(
-                        "stacks: {} threads in {:.0} ms, longest stop {:.3} ms",
-                        stacks.threads.len(),
-                        stacks.wall_ms,
-                        stacks.longest_stop_ms
-                    ));
-                    if let Some(reason) = &stacks.incomplete {
-                        errors.insert(CaptureKind::Stacks, format!("incomplete: {reason}"));
-                    }
-                    data.stacks = Some(stacks);
-                }
-                Err(e) => {
-                    errors.insert(CaptureKind::Stacks, e.to_string());
-                }
-            }
-        }
+    if options.captures.contains(&CaptureKind::Stacks)
+        && let Some(error) = capture_stacks(&target, options, start, &partial, &mut data, progress)
+    {
+        errors.insert(CaptureKind::Stacks, error);
     }
     // Each failed capture's reason, named after it, joins the partial reasons.
     for (kind, error) in &errors {
-        let reason = format!("{kind}: {error}");
-        partial = Some(match partial {
-            Some(before) => format!("{before}; {reason}"),
-            None => reason,
-        });
+        add_partial(&mut partial, format!("{kind}: {error}"));
     }
     if let Some(reason) = &partial {
         progress(&format!("partial capture: {reason}"));
@@ -331,47 +301,16 @@ pub fn run(
     let mut runs = capture_runs(&options.captures, &data, &errors);
     let mut core_record = None;
     if options.captures.contains(&CaptureKind::Core) {
-        let began = Instant::now();
-        let result = core::capture(
-            &target,
-            &options.proc_root,
-            &options.out,
-            identity.exe.as_deref(),
-            &options.core,
-            progress,
-        );
         let run = runs
             .iter_mut()
             .find(|r| r.kind == CaptureKind::Core.name())
             .expect("a run per requested kind");
-        run.sample_durations_ms = vec![began.elapsed().as_secs_f64() * 1000.0];
-        let failure = match result {
-            Ok(CoreOutcome { record, file }) => {
-                progress(&format!(
-                    "core: {} ({} compressed, {} of memory, {} threads), target stopped {:.0} ms",
-                    file.name,
-                    units::bytes(record.bytes_compressed),
-                    units::bytes(record.bytes_of_memory),
-                    record.threads,
-                    record.pause_ms
-                ));
-                run.file = file.name.clone();
-                files.push(file);
-                let reason = record.partial_reason.clone();
-                core_record = Some(record);
-                reason.map(|r| format!("partial core: {r}"))
-            }
-            Err(e) => {
-                run.error = Some(e.to_string());
-                Some(format!("no core: {e}"))
-            }
-        };
+        let exe = identity.exe.as_deref();
+        let (record, failure) = capture_core(&target, options, exe, run, &mut files, progress);
+        core_record = record;
         if let Some(reason) = failure {
             progress(&reason);
-            partial = Some(match partial {
-                Some(p) => format!("{p}; {reason}"),
-                None => reason,
-            });
+            add_partial(&mut partial, reason);
         }
     }
     let mut manifest = Manifest {
@@ -395,6 +334,100 @@ pub fn run(
         summary,
         samples_taken: taken,
     })
+}
+
+/// Appends `reason` to the reasons the capture is partial.
+fn add_partial(partial: &mut Option<String>, reason: String) {
+    *partial = Some(match partial.take() {
+        Some(before) => format!("{before}; {reason}"),
+        None => reason,
+    });
+}
+
+/// The stacks capture, once after the samples, into `data`; returns why it failed or is
+/// incomplete (the capture goes on without it).
+fn capture_stacks(
+    target: &Target,
+    options: &CaptureOptions,
+    start: Instant,
+    partial: &Option<String>,
+    data: &mut CaptureData,
+    progress: &mut dyn FnMut(&str),
+) -> Option<String> {
+    if partial.is_some() && !target.is_alive() {
+        return Some(format!(
+            "pid {} exited before its stacks were read",
+            options.pid
+        ));
+    }
+    match stacks::capture(
+        target,
+        &options.proc_root,
+        &options.stacks,
+        start + options.deadline,
+    ) {
+        Ok(stacks) => {
+            progress(&format!(
+                "stacks: {} threads in {:.0} ms, longest stop {:.3} ms",
+                stacks.threads.len(),
+                stacks.wall_ms,
+                stacks.longest_stop_ms
+            ));
+            let incomplete = stacks
+                .incomplete
+                .as_ref()
+                .map(|reason| format!("incomplete: {reason}"));
+            data.stacks = Some(stacks);
+            incomplete
+        }
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// The core dump, last of all, written into the capture directory: fills in its `run`
+/// and adds its file to `files`; returns its manifest record and why the capture is
+/// partial because of it, if it is.
+fn capture_core(
+    target: &Target,
+    options: &CaptureOptions,
+    exe: Option<&str>,
+    run: &mut CaptureRun,
+    files: &mut Vec<artifacts::FileEntry>,
+    progress: &mut dyn FnMut(&str),
+) -> (Option<core::CoreRecord>, Option<String>) {
+    let began = Instant::now();
+    let result = core::capture(
+        target,
+        &options.proc_root,
+        &options.out,
+        exe,
+        &options.core,
+        progress,
+    );
+    run.sample_durations_ms = vec![began.elapsed().as_secs_f64() * 1000.0];
+    match result {
+        Ok(CoreOutcome { record, file }) => {
+            progress(&format!(
+                "core: {} ({} compressed, {} of memory, {} threads), target stopped {:.0} ms",
+                file.name,
+                units::bytes(record.bytes_compressed),
+                units::bytes(record.bytes_of_memory),
+                record.threads,
+                record.pause_ms
+            ));
+            run.file = file.name.clone();
+            files.push(file);
+            let reason = record
+                .partial_reason
+                .as_ref()
+                .map(|r| format!("partial core: {r}"));
+            (Some(record), reason)
+        }
+        Err(e) => {
+            run.error = Some(e.to_string());
+            (None, Some(format!("no core: {e}")))
+        }
+    }
 }
 
 /// Fetches the heap profile after the last sample, within what is left of the deadline.

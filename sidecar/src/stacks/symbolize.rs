@@ -90,14 +90,6 @@ impl ModuleSymbols {
         space: &AddressSpace,
         addresses: impl IntoIterator<Item = u64>,
     ) -> (HashMap<u64, Symbol>, BTreeMap<usize, String>) {
-        self.symbolize_all(space, addresses)
-    }
-
-    fn symbolize_all(
-        &self,
-        space: &AddressSpace,
-        addresses: impl IntoIterator<Item = u64>,
-    ) -> (HashMap<u64, Symbol>, BTreeMap<usize, String>) {
         // Module → (file offsets, addresses), in the same order.
         let mut by_module: BTreeMap<usize, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
         for address in addresses {
