@@ -141,20 +141,16 @@ fn has_cfi(modules: &[ModuleUnwindInfo], space: &AddressSpace, address: u64) -> 
     index > 0 && svma < info.cfi[index - 1].1
 }
 
-/// Reads one module's file and builds its framehop module and CFI ranges.
+/// Reads one module's headers and the sections unwinding needs (not its whole file: debug
+/// sections often outweigh the code), and builds its framehop module and CFI ranges.
 fn load(
     space: &AddressSpace,
     index: usize,
     module: &Module,
 ) -> Result<(FramehopModule<Vec<u8>>, ModuleUnwindInfo), String> {
-    use std::io::{Read, Seek};
     let (file, _) = module.file.as_ref().map_err(Clone::clone)?;
-    let mut data = Vec::new();
-    let mut file = file;
-    file.rewind()
-        .and_then(|()| file.read_to_end(&mut data))
-        .map_err(|e| format!("cannot read {}: {e}", module.path))?;
-    let elf = object::File::parse(&*data)
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache)
         .map_err(|e| format!("{} is not a readable ELF file: {e}", module.path))?;
 
     let mappings: Vec<_> = space.mappings_of(index).collect();
@@ -216,7 +212,10 @@ fn load(
 /// The load bias of an ELF file from where its mappings are: for a mapping at `start` of
 /// file offset `offset` inside a loadable segment at SVMA `vaddr` and file offset
 /// `file_start`, the bias is `start - (vaddr + offset - file_start)`.
-fn load_bias(elf: &object::File, mappings: impl Iterator<Item = (u64, u64)>) -> Option<u64> {
+fn load_bias<'data, R: object::ReadRef<'data>>(
+    elf: &object::File<'data, R>,
+    mappings: impl Iterator<Item = (u64, u64)>,
+) -> Option<u64> {
     const PAGE: u64 = 4096;
     for (start, offset) in mappings {
         for segment in elf.segments() {
