@@ -6,15 +6,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procshot::stacks::output::{self, StackGroup};
 use procshot::stacks::{StacksCapture, ThreadStack};
-use serde_json::Value;
+use support::Fixture;
 
 /// `parked.c` with frame pointers and without unwind tables: only the frame-pointer chain
 /// leads through its functions.
@@ -35,114 +34,40 @@ fn parked_without_frame_pointers() -> PathBuf {
     support::c_fixture_binary("parked.c", "nofp", &["-O2", "-g", "-fomit-frame-pointer"])
 }
 
-/// A running parked fixture (C or Go); killed when dropped.
-struct Parked {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
+/// Starts `PROGRAM parked N` (the C or the Go parked fixture) and waits for it to be ready.
+fn start_parked(program: &Path, threads: usize) -> Fixture {
+    let mut command = Command::new(program);
+    command.args(["parked", &threads.to_string()]);
+    Fixture::spawn(command)
 }
 
-impl Parked {
-    fn start(program: &Path, threads: usize) -> Self {
-        let mut command = Command::new(program);
-        command.args(["parked", &threads.to_string()]);
-        Self::spawn(command)
-    }
-
-    fn spawn(mut command: Command) -> Self {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the parked fixture");
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let ready: Value = serde_json::from_str(
-            line.strip_prefix("READY ")
-                .unwrap_or_else(|| panic!("the fixture did not get ready: {line:?}")),
-        )
-        .unwrap();
-        assert_eq!(ready["pid"].as_u64(), Some(u64::from(child.id())));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// The state letter of every thread.
-    fn states(&self) -> Vec<char> {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
-            return Vec::new();
-        };
-        tasks
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
-            .filter_map(|stat| stat.rsplit_once(") ")?.1.chars().next())
-            .collect()
-    }
-
-    /// Asserts that every thread runs (none stopped or traced) and that the main thread
-    /// answers a command (the C fixture's `gap`).
-    fn assert_running(&mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "the fixture exited"
-        );
-        let states = self.states();
-        assert!(
-            !states.iter().any(|s| matches!(s, 't' | 'T')),
-            "a thread is left stopped: {states:?}"
-        );
-    }
-
-    /// The longest heartbeat gap since the last call, in microseconds (C fixture only):
-    /// the main thread must run to answer.
-    fn heartbeat_gap_us(&mut self) -> u64 {
-        let stdin = self.stdin.as_mut().unwrap();
-        stdin.write_all(b"gap\n").unwrap();
-        stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim()
-            .strip_prefix("GAP ")
-            .unwrap_or_else(|| panic!("unexpected answer {line:?}"))
-            .parse()
-            .unwrap()
-    }
-
-    /// Waits (up to 30 s) until `count` threads are blocked in `read(2)` (the parked
-    /// workers and the main thread), so that every parked thread has its final stack.
-    fn wait_for_reads(&self, count: usize) {
-        support::wait_for(
-            "the fixture's threads to park",
-            Duration::from_secs(30),
-            || {
-                let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
-                    return false;
-                };
-                let reading = tasks
-                    .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("syscall")).ok())
-                    .filter(|syscall| syscall.starts_with("0 "))
-                    .count();
-                reading >= count
-            },
-        );
-    }
+/// The longest heartbeat gap since the last call, in microseconds (C fixture only): the
+/// main thread must run to answer.
+fn heartbeat_gap_us(fixture: &mut Fixture) -> u64 {
+    let line = fixture.ask("gap");
+    line.strip_prefix("GAP ")
+        .unwrap_or_else(|| panic!("unexpected answer {line:?}"))
+        .parse()
+        .unwrap()
 }
 
-impl Drop for Parked {
-    fn drop(&mut self) {
-        self.stdin.take();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits (up to 30 s) until `count` threads are blocked in `read(2)` (the parked workers
+/// and the main thread), so that every parked thread has its final stack.
+fn wait_for_reads(fixture: &Fixture, count: usize) {
+    support::wait_for(
+        "the fixture's threads to park",
+        Duration::from_secs(30),
+        || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", fixture.pid())) else {
+                return false;
+            };
+            let reading = tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("syscall")).ok())
+                .filter(|syscall| syscall.starts_with("0 "))
+                .count();
+            reading >= count
+        },
+    );
 }
 
 fn read_stacks(dir: &Path) -> StacksCapture {
@@ -171,11 +96,11 @@ fn group_named<'a>(groups: &'a [StackGroup<'a>], name: &str) -> &'a StackGroup<'
 /// Captures the C fixture with `threads` parked threads and checks every group.
 fn check_c_fixture(binary: &Path, threads: usize, park_worker_unwind: &str) {
     support::require_root();
-    let mut fixture = Parked::start(binary, threads);
-    fixture.wait_for_reads(threads + 1);
+    let mut fixture = start_parked(binary, threads);
+    wait_for_reads(&fixture, threads + 1);
     let (_out, dir) = support::capture_ok(fixture.pid(), &["--capture", "stacks"]);
-    fixture.assert_running();
-    assert!(fixture.heartbeat_gap_us() > 0);
+    fixture.assert_untouched();
+    assert!(heartbeat_gap_us(&mut fixture) > 0);
 
     let stacks = read_stacks(&dir);
     assert_eq!(stacks.threads.len(), threads + 2, "{:#?}", stacks.threads);
@@ -267,8 +192,8 @@ fn c_threads_without_frame_pointers() {
 fn go_threads_parked_in_known_functions() {
     support::require_root();
     const WORKERS: usize = 6;
-    let fixture = Parked::start(&support::go_fixture_binary("parked"), WORKERS);
-    fixture.wait_for_reads(WORKERS + 1);
+    let fixture = start_parked(&support::go_fixture_binary("parked"), WORKERS);
+    wait_for_reads(&fixture, WORKERS + 1);
     let (_out, dir) = support::capture_ok(fixture.pid(), &["--capture", "stacks"]);
     let stacks = read_stacks(&dir);
     let groups = output::groups(&stacks);
@@ -297,7 +222,7 @@ fn go_threads_parked_in_known_functions() {
             .any(|g| symbols_of(g).contains(&"runtime.sysmon")),
         "{groups:#?}"
     );
-    let states = fixture.states();
+    let states = fixture.thread_states();
     assert!(!states.iter().any(|s| matches!(s, 't' | 'T')), "{states:?}");
 }
 
@@ -309,7 +234,7 @@ fn symbols_of<'a>(group: &'a StackGroup<'a>) -> Vec<&'a str> {
 /// seen in a tracing stop (so a signal sent now lands while procshot holds a thread).
 /// Each thread is held for microseconds, so the watch re-reads every thread's `stat`
 /// through files kept open; a capture that ends unseen is started again (3 tries).
-fn capture_until_a_thread_is_stopped(fixture: &Parked, out: &Path) -> Child {
+fn capture_until_a_thread_is_stopped(fixture: &Fixture, out: &Path) -> Child {
     use std::os::unix::fs::FileExt;
     let stats: Vec<std::fs::File> = std::fs::read_dir(format!("/proc/{}/task", fixture.pid()))
         .unwrap()
@@ -352,8 +277,8 @@ fn killing_procshot_mid_capture_leaves_the_target_running() {
     support::require_root();
     let binary = parked_without_frame_pointers();
     for signal in [libc::SIGKILL, libc::SIGTERM, libc::SIGINT] {
-        let mut fixture = Parked::start(&binary, 1000);
-        fixture.wait_for_reads(1001);
+        let mut fixture = start_parked(&binary, 1000);
+        wait_for_reads(&fixture, 1001);
         let out = tempfile::tempdir().unwrap();
         let mut procshot = capture_until_a_thread_is_stopped(&fixture, &out.path().join("c"));
         // SAFETY: kill(2) on the pid of a child we have not reaped.
@@ -368,18 +293,26 @@ fn killing_procshot_mid_capture_leaves_the_target_running() {
         support::wait_for(
             "the kernel to release the threads",
             Duration::from_secs(2),
-            || !fixture.states().iter().any(|s| matches!(s, 't' | 'T')),
+            || {
+                !fixture
+                    .thread_states()
+                    .iter()
+                    .any(|s| matches!(s, 't' | 'T'))
+            },
         );
-        fixture.assert_running();
-        assert!(fixture.heartbeat_gap_us() > 0, "the main thread answers");
+        fixture.assert_untouched();
+        assert!(
+            heartbeat_gap_us(&mut fixture) > 0,
+            "the main thread answers"
+        );
     }
 }
 
 #[test]
 fn the_target_killed_mid_capture_gives_a_partial_capture() {
     support::require_root();
-    let mut fixture = Parked::start(&parked_without_frame_pointers(), 1000);
-    fixture.wait_for_reads(1001);
+    let mut fixture = start_parked(&parked_without_frame_pointers(), 1000);
+    wait_for_reads(&fixture, 1001);
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("c");
     let procshot = capture_until_a_thread_is_stopped(&fixture, &dir);
@@ -427,8 +360,8 @@ fn binaries_are_read_from_the_targets_mount_namespace() {
         .arg(binary.parent().unwrap())
         .arg(empty.path())
         .arg(binary.file_name().unwrap());
-    let fixture = Parked::spawn(command);
-    fixture.wait_for_reads(4);
+    let fixture = Fixture::spawn(command);
+    wait_for_reads(&fixture, 4);
     let in_namespace = empty.path().join(binary.file_name().unwrap());
     assert!(!in_namespace.exists(), "the host sees no binary there");
     let exe = std::fs::read_link(format!("/proc/{}/exe", fixture.pid())).unwrap();

@@ -138,14 +138,31 @@ impl Fixture {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         adjust(&mut command);
+        Self::spawn_in(command, dir)
+    }
+
+    /// Starts any fixture program that prints a READY line with its pid and exits on
+    /// stdin EOF (`parked.c`, the Go fixtures), and waits for that line.
+    pub fn spawn(mut command: Command) -> Self {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Self::spawn_in(command, tempfile::tempdir().unwrap())
+    }
+
+    fn spawn_in(mut command: Command, dir: tempfile::TempDir) -> Self {
         let mut child = command.spawn().expect("start fixture");
         let stdin = child.stdin.take();
         let mut line = String::new();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
-        let json = line
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("fixture {args:?} did not get ready: {line:?}"));
+        let json = line.strip_prefix("READY ").unwrap_or_else(|| {
+            panic!(
+                "fixture {:?} did not get ready: {line:?}",
+                command.get_args().collect::<Vec<_>>()
+            )
+        });
         let ready: Value = serde_json::from_str(json).unwrap();
         assert_eq!(ready["pid"].as_u64(), Some(u64::from(child.id())));
         Self {
@@ -200,15 +217,15 @@ impl Fixture {
         &self.ready[key]
     }
 
-    /// The state letter of every thread, from /proc (to check that nothing stopped it).
+    /// The state letter of every thread, from /proc (to check that nothing stopped it); a
+    /// thread that exits while they are read is left out.
     pub fn thread_states(&self) -> Vec<char> {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).unwrap();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return Vec::new();
+        };
         tasks
-            .map(|t| {
-                let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap();
-                let after = &stat[stat.rfind(')').unwrap() + 2..];
-                after.chars().next().unwrap()
-            })
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| stat.rsplit_once(") ")?.1.chars().next())
             .collect()
     }
 
