@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, Subcommand};
-use procshot_summary::Artifact;
+use procshot_api::Artifact;
 
 use procshot::analysis::{Finding, Summary};
 use procshot::capture::{self, CaptureKind, CaptureOptions};
