@@ -213,6 +213,7 @@ enum Mode {
 
 fn read_blocks(lines: &[&str], mode: Mode) -> Result<TraceSection, DumpError> {
     let mut section = TraceSection::default();
+    let mut notes = StackNotes::default();
     let mut at = 0;
     while at < lines.len() {
         let line = lines[at];
@@ -240,7 +241,7 @@ fn read_blocks(lines: &[&str], mode: Mode) -> Result<TraceSection, DumpError> {
                 elided: &mut current.elided,
                 created_by: &mut current.created_by,
             };
-            at = read_stack(lines, at + 1, mode, &mut stack, &mut section);
+            at = read_stack(lines, at + 1, mode, &mut stack, &mut notes);
             continue;
         }
         if line.trim_end() == "runtime stack:" && section.runtime_stack.is_none() {
@@ -251,7 +252,7 @@ fn read_blocks(lines: &[&str], mode: Mode) -> Result<TraceSection, DumpError> {
                 elided: &mut elided,
                 created_by: &mut created_by,
             };
-            at = read_stack(lines, at + 1, mode, &mut stack, &mut section);
+            at = read_stack(lines, at + 1, mode, &mut stack, &mut notes);
             section.runtime_stack = Some(frames);
             continue;
         }
@@ -261,7 +262,16 @@ fn read_blocks(lines: &[&str], mode: Mode) -> Result<TraceSection, DumpError> {
         }
     }
     section.lines_read = at;
+    section.foreign_lines = notes.foreign_lines;
+    section.ends_inside_frame = notes.ends_inside_frame;
     Ok(section)
+}
+
+/// What [`read_stack`] noticed besides the frames.
+#[derive(Default)]
+struct StackNotes {
+    foreign_lines: usize,
+    ends_inside_frame: bool,
 }
 
 /// Where [`read_stack`] puts what it reads.
@@ -278,15 +288,17 @@ fn read_stack(
     mut at: usize,
     mode: Mode,
     stack: &mut Stack<'_>,
-    section: &mut TraceSection,
+    notes: &mut StackNotes,
 ) -> usize {
     // Set after a `[originating from goroutine N]:` line, whose frames are not this
     // goroutine's own (GODEBUG=tracebackancestors).
     let mut in_ancestors = false;
+    // `created by` ends a block: in a trace, text after it is not the trace's.
+    let mut created = false;
     while let Some(&line) = lines.get(at) {
         if line.trim().is_empty()
             || line.starts_with("goroutine ")
-            || (mode == Mode::Trace && starts_another_trace(line))
+            || (mode == Mode::Trace && (starts_another_trace(line) || created))
         {
             break;
         }
@@ -311,12 +323,12 @@ fn read_stack(
                 at += 1;
                 location
             }
-            None if at == lines.len() => {
-                section.ends_inside_frame = true;
+            None if at == lines.len() && looks_like_a_call(line) => {
+                notes.ends_inside_frame = true;
                 Default::default()
             }
             None => {
-                section.foreign_lines += 1;
+                notes.foreign_lines += 1;
                 continue;
             }
         };
@@ -324,6 +336,7 @@ fn read_stack(
             let function = creator
                 .split_once(" in goroutine ")
                 .map_or(creator, |(f, _)| f);
+            created = true;
             *stack.created_by = Some(Frame {
                 function: function.trim().to_string(),
                 file,
@@ -340,9 +353,23 @@ fn read_stack(
     at
 }
 
-/// Whether `line` starts a new Go crash trace (which ends the goroutines of the one before).
-fn starts_another_trace(line: &str) -> bool {
-    line.starts_with("panic: ") || line.starts_with("fatal error: ")
+/// Whether `line` starts a new Go crash trace (which ends the goroutines of the one before):
+/// `panic: `, `fatal error: `, or a signal the runtime dies on (`SIGQUIT: quit`).
+pub fn starts_another_trace(line: &str) -> bool {
+    line.starts_with("panic: ")
+        || line.starts_with("fatal error: ")
+        || line
+            .strip_prefix("SIG")
+            .and_then(|rest| rest.split_once(": "))
+            .is_some_and(|(name, _)| {
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase())
+            })
+}
+
+/// Whether a line cut at the end of the text could be a frame's function: `pkg.Func(`.
+fn looks_like_a_call(line: &str) -> bool {
+    let name = line.split('(').next().unwrap_or_default();
+    line.contains('(') && name.contains('.') && !name.contains(' ')
 }
 
 /// `goroutine 18 [chan receive, 5 minutes, locked to thread]:` (Go 1.21+ may add fields

@@ -92,7 +92,9 @@ mod tests {
         assert!(!record.partial);
         assert_eq!(record.text, b"panic: boom");
         assert_eq!(
-            record.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            record
+                .time
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
             "2024-03-01T10:15:02.123456789Z"
         );
         let record = parse(b"2024-03-01T10:15:02+02:00 stdout P:x,y  two spaces").unwrap();

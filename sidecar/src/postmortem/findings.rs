@@ -130,12 +130,12 @@ fn trace_finding(trace: &CrashTrace, traces: &Traces, exit: &ContainerExit) -> (
     }
     // Causes and chains: the root cause (Java), the exception handled before (Python), the
     // thread whose panic was re-raised (Rust).
-    if let Some(last) = trace
-        .details
-        .iter()
-        .rev()
-        .find(|d| !d.starts_with('[') && !d.starts_with("runtime: ") && !d.starts_with("recovered: ") && !d.starts_with("PC="))
-    {
+    if let Some(last) = trace.details.iter().rev().find(|d| {
+        !d.starts_with('[')
+            && !d.starts_with("runtime: ")
+            && !d.starts_with("recovered: ")
+            && !d.starts_with("PC=")
+    }) {
         message.push_str(&format!("; {}", shorten(last, 300)));
     }
     if traces.count > 1 {
@@ -270,7 +270,9 @@ fn oom_killed(exit: &ContainerExit, memory: Option<&LastMemorySample>) -> Findin
         why.push(format!("exit code {code}"));
     }
     if let Some(OomKills { before, after }) = exit.oom_kills.filter(|k| k.grew()) {
-        why.push(format!("the cgroup's OOM kill counter went {before} → {after}"));
+        why.push(format!(
+            "the cgroup's OOM kill counter went {before} → {after}"
+        ));
     }
     message.push_str(&format!(" ({})", why.join(", ")));
     match memory {
@@ -296,9 +298,8 @@ fn oom_killed(exit: &ContainerExit, memory: Option<&LastMemorySample>) -> Findin
                 )),
             }
         }
-        None => message.push_str(
-            "; no memory sample was taken before the kill (an armed session takes one)",
-        ),
+        None => message
+            .push_str("; no memory sample was taken before the kill (an armed session takes one)"),
     }
     let evidence = json!({
         "memoryLimitBytes": limit,
@@ -337,7 +338,8 @@ fn exit_finding(exit: &ContainerExit, log: &ContainerLog, has_trace: bool) -> Op
                         "the cgroup's OOM kill counter did not grow ({} → {}), so not an OOM kill",
                         k.before, k.after
                     ),
-                    None => "without the cgroup's OOM kill counter an OOM kill cannot be ruled out".into(),
+                    None => "without the cgroup's OOM kill counter an OOM kill cannot be ruled out"
+                        .into(),
                 };
                 (
                     Severity::Critical,

@@ -85,7 +85,10 @@ impl Damage {
             notes.push("the log starts inside a line (cut by rotation or by the read)".into());
         }
         let counted = [
-            (self.lines_dropped, "early lines dropped to keep the last 200,000"),
+            (
+                self.lines_dropped,
+                "early lines dropped to keep the last 200,000",
+            ),
             (self.long_lines_cut, "lines longer than 64 KiB cut"),
             (self.binary_lines, "lines of binary noise"),
             (self.lines_not_cri, "lines that are not CRI records"),
@@ -145,7 +148,6 @@ impl ContainerLog {
             damage: lines.damage,
         }
     }
-
 }
 
 /// The end of a log file, as read: at most `max_bytes` of it.
@@ -203,7 +205,9 @@ impl LogBytes {
 /// Reads a stream to its end keeping at most `max_bytes + 1` of its last bytes; returns
 /// them and how many bytes came before.
 fn tail_of(mut reader: impl Read, max_bytes: u64) -> std::io::Result<(Vec<u8>, u64)> {
-    let keep = usize::try_from(max_bytes).unwrap_or(usize::MAX).saturating_add(1);
+    let keep = usize::try_from(max_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
     let mut bytes = Vec::new();
     let mut skipped = 0u64;
     let mut chunk = vec![0u8; 1 << 16];
@@ -323,7 +327,13 @@ struct Lines {
 }
 
 impl Lines {
-    fn push(&mut self, time: Option<DateTime<Utc>>, stream: Option<Stream>, text: &[u8], cut: bool) {
+    fn push(
+        &mut self,
+        time: Option<DateTime<Utc>>,
+        stream: Option<Stream>,
+        text: &[u8],
+        cut: bool,
+    ) {
         if cut {
             self.damage.long_lines_cut += 1;
         }
@@ -380,10 +390,7 @@ mod tests {
             false,
         );
         assert_eq!(log.format, LogFormat::Cri);
-        assert_eq!(
-            texts(&log),
-            ["panic: boom", "first half and the rest", ""]
-        );
+        assert_eq!(texts(&log), ["panic: boom", "first half and the rest", ""]);
         assert_eq!(log.lines[1].stream, Some(Stream::Stdout));
         // A joined line has the time of its first chunk.
         assert_eq!(log.lines[1].time.unwrap().timestamp_subsec_nanos(), 1);
@@ -392,13 +399,20 @@ mod tests {
 
     #[test]
     fn plain_text_is_detected_and_kept_with_tabs() {
-        let log = ContainerLog::parse(b"panic: boom\r\n\ngoroutine 1 [running]:\n\tmain.go:3\n", false);
+        let log = ContainerLog::parse(
+            b"panic: boom\r\n\ngoroutine 1 [running]:\n\tmain.go:3\n",
+            false,
+        );
         assert_eq!(log.format, LogFormat::Plain);
         assert_eq!(
             texts(&log),
             ["panic: boom", "", "goroutine 1 [running]:", "\tmain.go:3"]
         );
-        assert!(log.lines.iter().all(|l| l.time.is_none() && l.stream.is_none()));
+        assert!(
+            log.lines
+                .iter()
+                .all(|l| l.time.is_none() && l.stream.is_none())
+        );
     }
 
     #[test]
@@ -419,7 +433,10 @@ mod tests {
 
     #[test]
     fn a_cut_start_drops_its_first_piece() {
-        let log = ContainerLog::parse(b"dout F tail of a line\n2024-03-01T10:00:00Z stdout F whole\n", true);
+        let log = ContainerLog::parse(
+            b"dout F tail of a line\n2024-03-01T10:00:00Z stdout F whole\n",
+            true,
+        );
         assert_eq!(texts(&log), ["whole"]);
         assert!(log.damage.starts_mid_line);
     }

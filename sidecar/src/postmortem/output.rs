@@ -65,7 +65,11 @@ pub struct Source<'a> {
 }
 
 /// Writes the post-mortem into `dir`, which must be absent or empty.
-pub fn write(dir: &Path, postmortem: &Postmortem, source: Source<'_>) -> Result<(), PostmortemError> {
+pub fn write(
+    dir: &Path,
+    postmortem: &Postmortem,
+    source: Source<'_>,
+) -> Result<(), PostmortemError> {
     artifacts::create_output_dir(dir)?;
     let crash = &postmortem.crash;
     let summary = PostmortemSummary {

@@ -145,11 +145,7 @@ fn goroutines_section(trace: &CrashTrace) -> Section {
         .iter()
         .take(MAX_ROWS)
         .map(|g| {
-            let site = g
-                .frames
-                .iter()
-                .find(|f| f.own_code)
-                .or(g.frames.first());
+            let site = g.frames.iter().find(|f| f.own_code).or(g.frames.first());
             vec![
                 g.id.to_string(),
                 match g.wait_minutes {
@@ -193,7 +189,10 @@ fn exit_section(crash: &CrashReport) -> Section {
         pairs.push(("reason", reason.clone()));
     }
     if let Some(at) = exit.finished_at {
-        pairs.push(("finished", at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string()));
+        pairs.push((
+            "finished",
+            at.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
+        ));
     }
     if let Some(limit) = exit.memory_limit_bytes {
         pairs.push(("memory limit", units::bytes(limit)));

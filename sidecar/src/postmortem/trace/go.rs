@@ -52,7 +52,7 @@ fn start_kind(view: &View<'_>, at: usize) -> Option<TraceKind> {
         Some(TraceKind::Panic)
     } else if line.starts_with("fatal error: ") {
         Some(TraceKind::FatalError)
-    } else if is_signal_line(line)
+    } else if dump::starts_another_trace(line)
         && view
             .lines
             .get(at + 1)
@@ -62,13 +62,6 @@ fn start_kind(view: &View<'_>, at: usize) -> Option<TraceKind> {
     } else {
         None
     }
-}
-
-/// `SIGQUIT: quit`, `SIGABRT: abort`.
-fn is_signal_line(line: &str) -> bool {
-    line.strip_prefix("SIG")
-        .and_then(|rest| rest.split_once(": "))
-        .is_some_and(|(name, _)| !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase()))
 }
 
 /// Goroutine stacks at the start of the log with no first line before them: the log was
@@ -94,7 +87,13 @@ fn headless(view: &View<'_>) -> Option<(CrashTrace, usize)> {
         return None;
     }
     let end = header + section.lines_read;
-    let mut trace = build(view, TraceKind::Goroutines, String::new(), Vec::new(), &section);
+    let mut trace = build(
+        view,
+        TraceKind::Goroutines,
+        String::new(),
+        Vec::new(),
+        &section,
+    );
     trace.first_line = view.line_number(first);
     trace.last_line = view.line_number(end.saturating_sub(1));
     trace.missing.insert(
@@ -127,7 +126,11 @@ fn read(view: &View<'_>, start: usize, kind: TraceKind) -> (CrashTrace, usize) {
         {
             first -= 1;
         }
-        details.extend(lines[first..start].iter().map(|l| shorten(l, MAX_MESSAGE_CHARS)));
+        details.extend(
+            lines[first..start]
+                .iter()
+                .map(|l| shorten(l, MAX_MESSAGE_CHARS)),
+        );
     }
     let value = match kind {
         TraceKind::Panic => &header["panic: ".len()..],
@@ -162,7 +165,12 @@ fn read(view: &View<'_>, start: usize, kind: TraceKind) -> (CrashTrace, usize) {
     let message = strip_recovered(values.last().expect("one value at least")).to_string();
     let earlier: Vec<String> = values[..values.len() - 1]
         .iter()
-        .map(|v| format!("recovered: {}", shorten(strip_recovered(v), MAX_MESSAGE_CHARS)))
+        .map(|v| {
+            format!(
+                "recovered: {}",
+                shorten(strip_recovered(v), MAX_MESSAGE_CHARS)
+            )
+        })
         .collect();
     details.splice(0..0, earlier);
     let section = dump::read_trace(&lines[at..]);
@@ -278,7 +286,9 @@ fn location(frames: &[SourceFrame]) -> Option<SourceFrame> {
         .or_else(|| {
             frames.iter().find(|f| {
                 f.function.as_deref().is_some_and(|name| {
-                    name != "panic" && !name.starts_with("runtime.") && !name.starts_with("runtime/")
+                    name != "panic"
+                        && !name.starts_with("runtime.")
+                        && !name.starts_with("runtime/")
                 })
             })
         })
@@ -405,7 +415,10 @@ main.main()
         );
         assert_eq!(trace.thread.as_deref(), Some("goroutine 1 [running]"));
         let location = trace.location.as_ref().unwrap();
-        assert_eq!(location.function.as_deref(), Some("main.loadSettings.func1"));
+        assert_eq!(
+            location.function.as_deref(),
+            Some("main.loadSettings.func1")
+        );
         assert_eq!(location.short_location().unwrap(), "crashes/main.go:75");
         assert!(location.own_code);
         assert!(!trace.frames[1].own_code, "panic() is the runtime's");
@@ -535,7 +548,12 @@ main.more(",
         assert!(trace.message.is_empty());
         assert_eq!(trace.thread.as_deref(), Some("goroutine 7 [running]"));
         assert!(trace.missing[0].contains("starts inside the trace"));
-        assert!(trace.missing.iter().any(|m| m.contains("last frames are cut")));
+        assert!(
+            trace
+                .missing
+                .iter()
+                .any(|m| m.contains("last frames are cut"))
+        );
         // The cut frame keeps its name and no made-up location.
         assert_eq!(trace.frames[1].function.as_deref(), Some("main.more("));
         assert_eq!(trace.frames[1].file, None);

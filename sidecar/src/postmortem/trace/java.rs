@@ -36,7 +36,8 @@ fn parse_header(line: &str) -> Option<(Option<String>, String)> {
         return Some((Some(thread.to_string()), exception.trim_end().to_string()));
     }
     if let Some(rest) = line.strip_prefix("Exception: ") {
-        let (exception, thread) = rest.split_once(" thrown from the UncaughtExceptionHandler in thread \"")?;
+        let (exception, thread) =
+            rest.split_once(" thrown from the UncaughtExceptionHandler in thread \"")?;
         return Some((
             Some(thread.trim_end().trim_end_matches('"').to_string()),
             exception.to_string(),
@@ -114,7 +115,8 @@ fn read_frames(lines: &[&str], at: &mut usize) -> Vec<SourceFrame> {
             if frames.len() < MAX_FRAMES {
                 frames.push(parse_frame(frame));
             }
-        } else if !(trimmed.starts_with("...") || trimmed.starts_with("Suppressed: ")
+        } else if !(trimmed.starts_with("...")
+            || trimmed.starts_with("Suppressed: ")
             || trimmed.starts_with("Caused by: "))
         {
             break;
@@ -196,7 +198,9 @@ next line
         );
         assert_eq!(
             trace.details,
-            ["caused by java.lang.NumberFormatException: For input string: \"80a\" at Crash.port (Crash.java:3)"]
+            [
+                "caused by java.lang.NumberFormatException: For input string: \"80a\" at Crash.port (Crash.java:3)"
+            ]
         );
         assert_eq!((trace.first_line, trace.last_line), (2, 9));
     }
@@ -221,7 +225,10 @@ next line
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].thread.as_deref(), Some("pool-1"));
         assert_eq!(found[0].message, "java.lang.OutOfMemoryError");
-        assert_eq!(found[1].message, "java.lang.OutOfMemoryError: Java heap space");
+        assert_eq!(
+            found[1].message,
+            "java.lang.OutOfMemoryError: Java heap space"
+        );
         assert!(found[1].missing.is_empty());
     }
 }

@@ -236,7 +236,8 @@ ConnectionRefusedError: [Errno 111] Connection refused
 
     #[test]
     fn a_cut_traceback_says_what_is_missing() {
-        let found = traces("Traceback (most recent call last):\n  File \"/app/x.py\", line 2, in f\n");
+        let found =
+            traces("Traceback (most recent call last):\n  File \"/app/x.py\", line 2, in f\n");
         assert!(found[0].missing[0].contains("exception line"));
         let found = traces("Traceback (most recent call last):\n");
         assert_eq!(found[0].missing.len(), 2);

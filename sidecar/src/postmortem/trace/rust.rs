@@ -222,9 +222,11 @@ fn read_backtrace(lines: &[&str], mut at: usize, frames: &mut Vec<SourceFrame>) 
 
 fn is_own_function(function: &str) -> bool {
     let plain = function.trim_start_matches('<');
-    !["std::", "core::", "alloc::", "__rust", "rust_", "__libc", "_start", "__clone"]
-        .iter()
-        .any(|p| plain.starts_with(p))
+    ![
+        "std::", "core::", "alloc::", "__rust", "rust_", "__libc", "_start", "__clone",
+    ]
+    .iter()
+    .any(|p| plain.starts_with(p))
 }
 
 #[cfg(test)]
@@ -268,7 +270,10 @@ note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose bac
         assert_eq!(trace.frames.len(), 3);
         assert!(!trace.frames[0].own_code && !trace.frames[1].own_code);
         assert!(trace.frames[2].own_code);
-        assert_eq!(trace.frames[2].function.as_deref(), Some("crash::parse_port"));
+        assert_eq!(
+            trace.frames[2].function.as_deref(),
+            Some("crash::parse_port")
+        );
         assert_eq!((trace.first_line, trace.last_line), (2, 11));
     }
 
@@ -288,7 +293,9 @@ called `Result::unwrap()` on an `Err` value: Any { .. }
         );
         assert_eq!(
             found[1].details,
-            ["re-raises the panic of worker-1: called `Option::unwrap()` on a `None` value at src/main.rs:8:110"]
+            [
+                "re-raises the panic of worker-1: called `Option::unwrap()` on a `None` value at src/main.rs:8:110"
+            ]
         );
     }
 
