@@ -186,6 +186,9 @@ pub struct TraceSection {
     pub goroutines: Vec<Goroutine>,
     /// The frames of the `runtime stack:` block (the system stack of a runtime throw).
     pub runtime_stack: Option<Vec<Frame>>,
+    /// Stack lines before the first header: the end of a goroutine whose header the text
+    /// lost (a trace cut at its start).
+    pub headless: Option<HeadlessStack>,
     /// How many lines the section took, from the first line given.
     pub lines_read: usize,
     /// Lines inside a stack that fit no part of it (other output interleaved), skipped.
@@ -194,8 +197,19 @@ pub struct TraceSection {
     pub ends_inside_frame: bool,
 }
 
+/// The frames of a goroutine whose header is not in the text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadlessStack {
+    /// Its frames, innermost first (the innermost ones may be cut away too).
+    pub frames: Vec<Frame>,
+    /// Whether the runtime elided frames.
+    pub elided: bool,
+    /// The `go` statement that started it.
+    pub created_by: Option<Frame>,
+}
+
 /// Reads the goroutine blocks of a crash trace: `lines` starts at its first block
-/// (`goroutine N [state]:` or `runtime stack:`), and the section ends at the first line after
+/// (`goroutine N [state]:` or `runtime stack:`, or stack lines whose header is cut), and the section ends at the first line after
 /// a blank line that starts no block, or at the next `panic:` or `fatal error:` line. Never
 /// fails: a header that cannot be read ends the section.
 pub fn read_trace(lines: &[&str]) -> TraceSection {
@@ -215,6 +229,21 @@ fn read_blocks(lines: &[&str], mode: Mode) -> Result<TraceSection, DumpError> {
     let mut section = TraceSection::default();
     let mut notes = StackNotes::default();
     let mut at = 0;
+    let first = lines.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
+    if mode == Mode::Trace
+        && lines
+            .get(first)
+            .is_some_and(|l| l.starts_with('\t') || looks_like_a_call(l))
+    {
+        let mut headless = HeadlessStack::default();
+        let mut stack = Stack {
+            frames: &mut headless.frames,
+            elided: &mut headless.elided,
+            created_by: &mut headless.created_by,
+        };
+        at = read_stack(lines, first, mode, &mut stack, &mut notes);
+        section.headless = Some(headless);
+    }
     while at < lines.len() {
         let line = lines[at];
         if line.trim().is_empty() {
@@ -314,16 +343,27 @@ fn read_stack(
             *stack.elided = true;
             continue;
         }
+        let is_creator = line.starts_with("created by ");
+        if !is_creator && !looks_like_a_call(line) {
+            notes.foreign_lines += 1;
+            continue;
+        }
+        // Other output may have landed between a frame's two lines: look past a few.
+        let mut next = at;
+        while next < lines.len() && next - at < MAX_LINES_BETWEEN && is_foreign(lines[next]) {
+            next += 1;
+        }
         let location = lines
-            .get(at)
+            .get(next)
             .filter(|l| l.starts_with('\t'))
             .and_then(|l| parse_location(l));
         let (file, line_number) = match location {
             Some(location) => {
-                at += 1;
+                notes.foreign_lines += next - at;
+                at = next + 1;
                 location
             }
-            None if at == lines.len() && looks_like_a_call(line) => {
+            None if at == lines.len() => {
                 notes.ends_inside_frame = true;
                 Default::default()
             }
@@ -366,10 +406,25 @@ pub fn starts_another_trace(line: &str) -> bool {
             })
 }
 
-/// Whether a line cut at the end of the text could be a frame's function: `pkg.Func(`.
+/// Lines of other output looked past between a frame's function and its location.
+const MAX_LINES_BETWEEN: usize = 3;
+
+/// Whether a line can be a frame's function: `pkg.Func(…)`, or one cut at its `(`.
 fn looks_like_a_call(line: &str) -> bool {
     let name = line.split('(').next().unwrap_or_default();
-    line.contains('(') && name.contains('.') && !name.contains(' ')
+    line.contains('(')
+        && (name.contains('.') || name == "panic")
+        && !name.contains(|c: char| c.is_whitespace() || c == '\u{FFFD}')
+}
+
+/// A line that is no part of a stack: not a location, call, creator, header or blank.
+fn is_foreign(line: &str) -> bool {
+    !(line.starts_with('\t')
+        || line.trim().is_empty()
+        || line.starts_with("goroutine ")
+        || line.starts_with("created by ")
+        || line.starts_with("...")
+        || looks_like_a_call(line))
 }
 
 /// `goroutine 18 [chan receive, 5 minutes, locked to thread]:` (Go 1.21+ may add fields

@@ -344,14 +344,14 @@ fn exit_finding(exit: &ContainerExit, log: &ContainerLog, has_trace: bool) -> Op
                 (
                     Severity::Critical,
                     format!(
-                        "killed by SIGKILL{code_text}, {no_trace}: a liveness probe failing past its grace period, an eviction or a kill by hand; {oom}"
+                        "was killed by SIGKILL{code_text}, {no_trace}: a liveness probe failing past its grace period, an eviction or a kill by hand; {oom}"
                     ),
                 )
             }
             libc::SIGTERM | libc::SIGINT | libc::SIGHUP => (
                 Severity::Warning,
                 format!(
-                    "stopped by {name}{code_text}, {no_trace}: asked to stop (a rollout, a deletion, an eviction, a failing liveness probe)"
+                    "was stopped by {name}{code_text}, {no_trace}: it was asked to stop (a rollout, a deletion, an eviction, a failing liveness probe)"
                 ),
             ),
             _ => (

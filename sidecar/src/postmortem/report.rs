@@ -147,7 +147,7 @@ fn goroutines_section(trace: &CrashTrace) -> Section {
         .map(|g| {
             let site = g.frames.iter().find(|f| f.own_code).or(g.frames.first());
             vec![
-                g.id.to_string(),
+                g.id.map_or_else(|| "?".into(), |id| id.to_string()),
                 match g.wait_minutes {
                     Some(m) => format!("{}, {m} min", g.state),
                     None => g.state.clone(),

@@ -11,18 +11,16 @@
 
 use super::{CrashTrace, Language, SourceFrame, TraceGoroutine, TraceKind, View};
 use super::{MAX_MESSAGE_CHARS, shorten};
-use crate::goroutines::dump::{self, Frame, Goroutine, TraceSection};
+use crate::goroutines::dump::{self, Frame, TraceSection};
 
 /// Lines between a trace's first line and its first goroutine that are still read as its
 /// message (a panic value may span lines).
 const MAX_MESSAGE_LINES: usize = 50;
 /// `runtime:` lines before `fatal error:` that belong to it.
 const MAX_RUNTIME_LINES: usize = 10;
-/// Go prints at most this many frames of a goroutine; before Go 1.21 it may stop there
-/// without saying so.
-const RUNTIME_MAX_FRAMES: usize = 100;
-/// Lines at the start of a log looked at for stacks whose header was cut away.
-const HEADLESS_SEARCH_LINES: usize = 400;
+/// Go prints about 100 frames of a goroutine (Go 1.19: 99 below a user panic's hidden
+/// `gopanic`); before Go 1.21 it may stop there without saying so.
+const RUNTIME_MAX_FRAMES: usize = 99;
 
 /// Every Go trace in `view`.
 pub(super) fn find(view: &View<'_>) -> Vec<CrashTrace> {
@@ -74,19 +72,19 @@ fn headless(view: &View<'_>) -> Option<(CrashTrace, usize)> {
         || view
             .lines
             .get(first + 1)
-            .is_some_and(|next| next.starts_with("\t/") || next.starts_with("\t_"));
+            .is_some_and(|next| next.starts_with('\t') && next.contains(".go:"));
     if !inside_a_stack {
         return None;
     }
-    let header = (first..view.lines.len().min(first + HEADLESS_SEARCH_LINES)).find(|&i| {
-        let line = view.lines[i];
-        line.starts_with("goroutine ") && line.trim_end().ends_with("]:")
-    })?;
-    let section = dump::read_trace(&view.lines[header..]);
-    if section.goroutines.is_empty() {
+    let section = dump::read_trace(&view.lines[first..]);
+    let cut_goroutine = section
+        .headless
+        .as_ref()
+        .filter(|h| !h.frames.is_empty() || h.created_by.is_some());
+    if section.goroutines.is_empty() && cut_goroutine.is_none() {
         return None;
     }
-    let end = header + section.lines_read;
+    let end = first + section.lines_read;
     let mut trace = build(
         view,
         TraceKind::Goroutines,
@@ -100,13 +98,10 @@ fn headless(view: &View<'_>) -> Option<(CrashTrace, usize)> {
         0,
         "the log starts inside the trace: its panic: or fatal error: line is not in it".into(),
     );
-    if header > first {
+    if cut_goroutine.is_some() {
         trace.missing.insert(
             1,
-            format!(
-                "{} line(s) of a stack before the first goroutine header are cut from their goroutine",
-                header - first
-            ),
+            "the crashing goroutine's header (its id and state) and its innermost frames may be cut too".into(),
         );
     }
     Some((trace, end))
@@ -213,32 +208,49 @@ fn build(
 ) -> CrashTrace {
     let goroot = goroot(section);
     let convert = |frame: &Frame| source_frame(frame, goroot.as_deref());
-    let goroutines: Vec<TraceGoroutine> = section
-        .goroutines
-        .iter()
-        .map(|g| TraceGoroutine {
-            id: g.id,
+    let cut = section
+        .headless
+        .as_ref()
+        .filter(|h| !h.frames.is_empty() || h.created_by.is_some())
+        .map(|h| TraceGoroutine {
+            id: None,
+            state: String::new(),
+            wait_minutes: None,
+            frames: h.frames.iter().map(convert).collect(),
+            elided: h.elided,
+            created_by: h.created_by.as_ref().map(convert),
+        });
+    let goroutines: Vec<TraceGoroutine> = cut
+        .into_iter()
+        .chain(section.goroutines.iter().map(|g| TraceGoroutine {
+            id: Some(g.id),
             state: g.state.clone(),
             wait_minutes: g.wait_minutes,
             frames: g.frames.iter().map(convert).collect(),
             elided: g.elided,
             created_by: g.created_by.as_ref().map(convert),
-        })
+        }))
         .collect();
     let mut missing = Vec::new();
     let crashed = goroutines.first();
     if let Some(g) = crashed {
         if g.frames.is_empty() {
-            missing.push(format!("goroutine {} has no frames in the log", g.id));
+            missing.push(format!(
+                "{} has no frames in the log",
+                describe_goroutine(g)
+            ));
         } else if g.elided {
             missing.push(format!(
-                "the runtime elided frames of goroutine {} (a deep stack): frames between the top and the bottom are missing",
-                g.id
+                "the runtime elided frames of {} (a deep stack): frames between the top and the bottom are missing",
+                describe_goroutine(g)
             ));
-        } else if g.frames.len() >= RUNTIME_MAX_FRAMES && g.created_by.is_none() {
+        } else if g.frames.len() >= RUNTIME_MAX_FRAMES
+            && g.created_by.is_none()
+            && !g.frames.last().is_some_and(is_outermost)
+        {
             missing.push(format!(
-                "goroutine {} shows {} frames, the most the runtime prints: its outer frames are missing",
-                g.id,
+                "{} shows {} frames, about the most the runtime prints, and does not reach its start: its outer frames are missing",
+                describe_goroutine(g),
                 g.frames.len()
             ));
         }
@@ -257,7 +269,7 @@ fn build(
         kind,
         message,
         details,
-        thread: section.goroutines.first().map(describe_goroutine),
+        thread: crashed.map(describe_goroutine),
         location: crashed.and_then(|g| location(&g.frames)),
         frames: crashed.map(|g| g.frames.clone()).unwrap_or_default(),
         created_by: crashed.and_then(|g| g.created_by.clone()),
@@ -269,11 +281,23 @@ fn build(
     }
 }
 
+/// Whether a frame is where a goroutine's stack starts (`main.main` for the main goroutine
+/// when the runtime's own frames are hidden).
+fn is_outermost(frame: &SourceFrame) -> bool {
+    matches!(
+        frame.function.as_deref(),
+        Some("main.main" | "runtime.main" | "runtime.goexit")
+    )
+}
+
 /// `goroutine 6 [running]`, `goroutine 1 [chan receive, 12 minutes]`.
-fn describe_goroutine(g: &Goroutine) -> String {
+fn describe_goroutine(g: &TraceGoroutine) -> String {
+    let Some(id) = g.id else {
+        return "a goroutine whose header is cut".into();
+    };
     match g.wait_minutes {
-        Some(minutes) => format!("goroutine {} [{}, {minutes} minutes]", g.id, g.state),
-        None => format!("goroutine {} [{}]", g.id, g.state),
+        Some(minutes) => format!("goroutine {id} [{}, {minutes} minutes]", g.state),
+        None => format!("goroutine {id} [{}]", g.state),
     }
 }
 
@@ -546,7 +570,14 @@ main.more(",
         let trace = &found[0];
         assert_eq!(trace.kind, TraceKind::Goroutines);
         assert!(trace.message.is_empty());
-        assert_eq!(trace.thread.as_deref(), Some("goroutine 7 [running]"));
+        // The first goroutine is the one whose header was cut: its frames count.
+        assert_eq!(
+            trace.thread.as_deref(),
+            Some("a goroutine whose header is cut")
+        );
+        assert_eq!(trace.goroutines.len(), 2);
+        assert_eq!(trace.goroutines[1].id, Some(7));
+        assert_eq!(trace.frames[0].function.as_deref(), Some("main.descend"));
         assert!(trace.missing[0].contains("starts inside the trace"));
         assert!(
             trace
@@ -555,8 +586,9 @@ main.more(",
                 .any(|m| m.contains("last frames are cut"))
         );
         // The cut frame keeps its name and no made-up location.
-        assert_eq!(trace.frames[1].function.as_deref(), Some("main.more("));
-        assert_eq!(trace.frames[1].file, None);
+        let cut = &trace.goroutines[1].frames[1];
+        assert_eq!(cut.function.as_deref(), Some("main.more("));
+        assert_eq!(cut.file, None);
     }
 
     #[test]

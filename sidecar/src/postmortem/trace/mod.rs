@@ -123,8 +123,8 @@ impl SourceFrame {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceGoroutine {
-    /// Its id.
-    pub id: u64,
+    /// Its id (`None` for one whose header the log lost).
+    pub id: Option<u64>,
     /// `running`, or what it waits on (`chan receive`, `semacquire`, …).
     pub state: String,
     /// How long it had waited, when the runtime printed it (from one minute on).
