@@ -44,6 +44,12 @@ fn run_as_container(mut command: Command) -> Run {
     run_watched(&mut command, |_| {})
 }
 
+/// One line of output: when it arrived, on which stream.
+type OutputLine = (DateTime<Utc>, &'static str, Vec<u8>);
+
+/// A cgroup's usage and when it was read.
+type UsageSample = (DateTime<Utc>, u64);
+
 fn run_watched(command: &mut Command, watch: impl FnOnce(&mut std::process::Child)) -> Run {
     let mut child = command
         .stdin(Stdio::null())
@@ -51,7 +57,7 @@ fn run_watched(command: &mut Command, watch: impl FnOnce(&mut std::process::Chil
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-    let lines: Arc<Mutex<Vec<(DateTime<Utc>, &'static str, Vec<u8>)>>> = Arc::default();
+    let lines: Arc<Mutex<Vec<OutputLine>>> = Arc::default();
     let readers: Vec<_> = [
         (
             "stdout",
@@ -588,7 +594,7 @@ fn an_oom_kill_in_a_real_memory_cgroup_with_the_last_working_set() {
         .arg(format!("{} && exec \"$0\" grow", cgroup.join_command()))
         .arg(crashes());
     // What an armed watch does: sample the cgroup's usage while the program grows.
-    let last: Arc<Mutex<Option<(DateTime<Utc>, u64)>>> = Arc::default();
+    let last: Arc<Mutex<Option<UsageSample>>> = Arc::default();
     let run = run_watched(&mut command, |child| {
         while child.try_wait().unwrap().is_none() {
             let usage = cgroup.usage();

@@ -52,7 +52,7 @@ pub fn find(
     } else if !explained && let Some(finding) = exit_finding(exit, log, traces.last.is_some()) {
         findings.push(finding);
     }
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
 }
 

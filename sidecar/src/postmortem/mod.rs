@@ -105,12 +105,12 @@ pub fn analyze(
 ) -> Postmortem {
     let traces = trace::find(log);
     let findings = findings::find(&exit, memory.as_ref(), &traces, log);
-    let times = log.lines.iter().filter_map(|l| l.time);
+    let mut times = log.lines.iter().filter_map(|l| l.time);
     let summary = LogSummary {
         format: log.format,
         lines: log.lines.len(),
         first_time: times.clone().next(),
-        last_time: times.last(),
+        last_time: times.next_back(),
         damage: log.damage.clone(),
     };
     let tail = log.lines[log.lines.len().saturating_sub(TAIL_LINES)..].to_vec();
