@@ -390,22 +390,10 @@ fn is_own_code(frame: &Frame, goroot: Option<&str>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::View;
     use super::*;
 
-    fn view(text: &str) -> (Vec<&str>, Vec<usize>) {
-        let lines: Vec<&str> = text.lines().collect();
-        let index = (0..lines.len()).collect();
-        (lines, index)
-    }
-
     fn traces(text: &str) -> Vec<CrashTrace> {
-        let (lines, index) = view(text);
-        find(&View {
-            lines,
-            index,
-            stream: None,
-        })
+        find(&super::super::plain_view(text))
     }
 
     const RECOVERED: &str = "level=info msg=starting

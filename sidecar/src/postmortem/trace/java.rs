@@ -84,19 +84,13 @@ fn read(
         .or(frames.first())
         .cloned();
     let trace = CrashTrace {
-        language: Language::Java,
-        kind: TraceKind::Exception,
         message: shorten(&message, MAX_MESSAGE_CHARS),
         details,
         thread,
         location,
         frames,
-        created_by: None,
-        goroutines: Vec::new(),
         missing,
-        stream: view.stream,
-        first_line: view.line_number(start),
-        last_line: view.line_number(at.saturating_sub(1).max(start)),
+        ..CrashTrace::empty(Language::Java, TraceKind::Exception, view, start, at)
     };
     (trace, at)
 }
@@ -162,13 +156,7 @@ mod tests {
     use super::*;
 
     fn traces(text: &str) -> Vec<CrashTrace> {
-        let lines: Vec<&str> = text.lines().collect();
-        let index = (0..lines.len()).collect();
-        find(&View {
-            lines,
-            index,
-            stream: None,
-        })
+        find(&super::super::plain_view(text))
     }
 
     #[test]

@@ -184,6 +184,33 @@ pub struct CrashTrace {
     pub last_line: usize,
 }
 
+impl CrashTrace {
+    /// A trace of `view.lines[start..end]` with nothing read yet.
+    pub(crate) fn empty(
+        language: Language,
+        kind: TraceKind,
+        view: &View<'_>,
+        start: usize,
+        end: usize,
+    ) -> Self {
+        Self {
+            language,
+            kind,
+            message: String::new(),
+            details: Vec::new(),
+            thread: None,
+            location: None,
+            frames: Vec::new(),
+            created_by: None,
+            goroutines: Vec::new(),
+            missing: Vec::new(),
+            stream: view.stream,
+            first_line: view.line_number(start),
+            last_line: view.line_number(end.saturating_sub(1).max(start)),
+        }
+    }
+}
+
 /// Every crash trace of a log: the last one, and how many there were.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Traces {
@@ -259,6 +286,17 @@ fn views(log: &ContainerLog) -> Vec<View<'_>> {
         })
         .filter(|v| !v.lines.is_empty())
         .collect()
+}
+
+/// A view of every line of `text`, as of a plain log (for the parsers' tests).
+#[cfg(test)]
+pub(crate) fn plain_view(text: &str) -> View<'_> {
+    let lines: Vec<&str> = text.lines().collect();
+    View {
+        index: (0..lines.len()).collect(),
+        lines,
+        stream: None,
+    }
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut with `…`.

@@ -157,19 +157,13 @@ fn finish(
         .or(site)
         .or_else(|| frames.first().cloned());
     let trace = CrashTrace {
-        language: Language::Nodejs,
-        kind: TraceKind::Exception,
         message: shorten(&message, MAX_MESSAGE_CHARS),
         details: Vec::new(),
         thread: None,
         location,
         frames,
-        created_by: None,
-        goroutines: Vec::new(),
         missing,
-        stream: view.stream,
-        first_line: view.line_number(start),
-        last_line: view.line_number(end.saturating_sub(1).max(start)),
+        ..CrashTrace::empty(Language::Nodejs, TraceKind::Exception, view, start, end)
     };
     (trace, end)
 }
@@ -177,19 +171,8 @@ fn finish(
 /// `FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory`.
 fn v8_fatal(view: &View<'_>, at: usize, message: &str) -> CrashTrace {
     CrashTrace {
-        language: Language::Nodejs,
-        kind: TraceKind::FatalError,
         message: shorten(message.trim_end(), MAX_MESSAGE_CHARS),
-        details: Vec::new(),
-        thread: None,
-        location: None,
-        frames: Vec::new(),
-        created_by: None,
-        goroutines: Vec::new(),
-        missing: Vec::new(),
-        stream: view.stream,
-        first_line: view.line_number(at),
-        last_line: view.line_number(at),
+        ..CrashTrace::empty(Language::Nodejs, TraceKind::FatalError, view, at, at + 1)
     }
 }
 
@@ -233,13 +216,7 @@ mod tests {
     use super::*;
 
     fn traces(text: &str) -> Vec<CrashTrace> {
-        let lines: Vec<&str> = text.lines().collect();
-        let index = (0..lines.len()).collect();
-        find(&View {
-            lines,
-            index,
-            stream: None,
-        })
+        find(&super::super::plain_view(text))
     }
 
     #[test]

@@ -96,19 +96,13 @@ fn read_chain(view: &View<'_>, start: usize) -> (CrashTrace, usize) {
         .or(last.frames.first())
         .cloned();
     let trace = CrashTrace {
-        language: Language::Python,
-        kind: TraceKind::Exception,
         message: shorten(&message, MAX_MESSAGE_CHARS),
         details,
         thread: None,
         location,
         frames: last.frames,
-        created_by: None,
-        goroutines: Vec::new(),
         missing,
-        stream: view.stream,
-        first_line: view.line_number(start),
-        last_line: view.line_number(at.saturating_sub(1).max(start)),
+        ..CrashTrace::empty(Language::Python, TraceKind::Exception, view, start, at)
     };
     (trace, at)
 }
@@ -172,13 +166,7 @@ mod tests {
     use super::*;
 
     fn traces(text: &str) -> Vec<CrashTrace> {
-        let lines: Vec<&str> = text.lines().collect();
-        let index = (0..lines.len()).collect();
-        find(&View {
-            lines,
-            index,
-            stream: None,
-        })
+        find(&super::super::plain_view(text))
     }
 
     #[test]

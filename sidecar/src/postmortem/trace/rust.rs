@@ -164,19 +164,13 @@ fn read(view: &View<'_>, start: usize, header: Header) -> (CrashTrace, usize) {
         missing.push("the panic's location is not in the log".into());
     }
     let trace = CrashTrace {
-        language: Language::Rust,
-        kind: header.kind,
         message: shorten(&message, MAX_MESSAGE_CHARS),
         details,
         thread: Some(header.thread),
         location,
         frames,
-        created_by: None,
-        goroutines: Vec::new(),
         missing,
-        stream: view.stream,
-        first_line: view.line_number(start),
-        last_line: view.line_number(at.saturating_sub(1).max(start)),
+        ..CrashTrace::empty(Language::Rust, header.kind, view, start, at)
     };
     (trace, at)
 }
@@ -234,13 +228,7 @@ mod tests {
     use super::*;
 
     fn traces(text: &str) -> Vec<CrashTrace> {
-        let lines: Vec<&str> = text.lines().collect();
-        let index = (0..lines.len()).collect();
-        find(&View {
-            lines,
-            index,
-            stream: None,
-        })
+        find(&super::super::plain_view(text))
     }
 
     #[test]
