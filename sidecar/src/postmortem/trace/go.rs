@@ -144,6 +144,10 @@ fn read(view: &View<'_>, start: usize, kind: TraceKind) -> (CrashTrace, usize) {
             break;
         }
         at += 1;
+        if line == header {
+            // Two threads hit the same throw at once (`concurrent map writes`): one crash.
+            continue;
+        }
         if let Some(next) = line.strip_prefix("\tpanic: ") {
             values.push(next.to_string());
         } else if line.starts_with("[signal ") || line.starts_with("PC=") {
@@ -496,6 +500,22 @@ exit status 2
         assert_eq!(trace.frames[0].line, Some(65));
         assert!(trace.missing[0].contains("elided"), "{:?}", trace.missing);
         assert_eq!((trace.first_line, trace.last_line), (1, 18));
+    }
+
+    #[test]
+    fn a_throw_printed_by_two_threads_is_one_trace() {
+        let found = traces(
+            "fatal error: concurrent map writes
+fatal error: concurrent map writes
+
+goroutine 7 [running]:
+main.recordHits(0x0?, 0x3e8)
+\t/src/main.go:52 +0x65
+",
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].message, "concurrent map writes");
+        assert_eq!(found[0].goroutines.len(), 1);
     }
 
     #[test]
