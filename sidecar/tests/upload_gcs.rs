@@ -54,7 +54,7 @@ fn uploads_reach_the_emulator_at_the_layouts_keys_and_its_refusal_is_reported() 
     );
     // The server's own log shows the request, at the key the layout gives.
     let requests = gcs.requests(&format!("PUT /refused-xml/{key} "));
-    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests.len(), 1, "{requests:?} among {:?}", gcs.requests("PUT"));
     assert!(requests[0].ends_with("\" 400 139"), "{requests:?}");
     assert!(
         started.elapsed() < Duration::from_secs(5),

@@ -10,7 +10,7 @@ use object_store::ObjectStore;
 use object_store::azure::{AzureAccessKey, AzureAuthorizer, AzureCredential, MicrosoftAzureBuilder};
 use object_store::client::{HttpRequest, HttpRequestBody};
 
-use super::{ObjectServer, ServerProcess, clear_env, free_ports, http_client, installed, runtime};
+use super::{ObjectServer, ServerProcess, clear_env, free_ports, installed, send};
 
 /// The storage account procshot uploads to.
 pub const ACCOUNT: &str = "procshot";
@@ -77,14 +77,12 @@ impl Azurite {
         AzureAuthorizer::new(&credential, account)
             .try_authorize(&mut request)
             .unwrap();
-        let response = runtime().block_on(http_client().execute(request)).unwrap();
-        let status = response.status();
-        let body = runtime().block_on(response.into_body().bytes()).unwrap();
+        let (status, body) = send(request);
         assert_eq!(
             status,
             http::StatusCode::CREATED,
             "creating container {name}: {}",
-            String::from_utf8_lossy(&body)
+            body
         );
     }
 

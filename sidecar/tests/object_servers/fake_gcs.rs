@@ -17,7 +17,7 @@ use object_store::ObjectStore;
 use object_store::client::{HttpRequest, HttpRequestBody};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 
-use super::{ObjectServer, ServerProcess, clear_env, free_ports, http_client, installed, runtime};
+use super::{ObjectServer, ServerProcess, clear_env, free_ports, installed, send};
 
 /// A fake-gcs-server; killed when dropped (or when the test binary exits).
 pub struct FakeGcs {
@@ -80,17 +80,20 @@ impl FakeGcs {
         &self.key_file
     }
 
-    /// The requests the server logged whose request line contains `needle`
-    /// (`"PUT /bucket/key HTTP/1.1" 400 139`).
+    /// The requests the server logged, percent-decoded (object_store encodes every `/` and
+    /// `-` of a bucket and object name), whose request line contains `needle`
+    /// (`PUT /bucket/key HTTP/1.1" 400 139`).
     pub fn requests(&self, needle: &str) -> Vec<String> {
         self.server
             .log()
             .lines()
-            .filter(|line| line.contains(" HTTP/1.1") && line.contains(needle))
+            .filter(|line| line.contains(" HTTP/1.1"))
             .map(|line| {
                 let start = line.find("\\\"").map_or(0, |i| i + 2);
-                line[start..].replace("\\\"", "\"").trim_end_matches("\\n\"").to_string()
+                let request = line[start..].replace("\\\"", "\"");
+                percent_decoded(request.trim_end_matches("\\n\""))
             })
+            .filter(|request| request.contains(needle))
             .collect()
     }
 
@@ -102,6 +105,26 @@ impl FakeGcs {
             .env("GOOGLE_BASE_URL", endpoint)
             .env("GOOGLE_ALLOW_HTTP", "true");
     }
+}
+
+/// `text` with its `%XX` escapes decoded.
+fn percent_decoded(text: &str) -> String {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&first, tail)) = rest.split_first() {
+        let hex = tail.get(..2).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (first, hex) {
+            (b'%', Some(byte)) => {
+                bytes.push(byte);
+                rest = &tail[2..];
+            }
+            _ => {
+                bytes.push(first);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Writes a service account key file in the format Google issues, with a fresh 2048-bit
@@ -152,13 +175,11 @@ impl ObjectServer for FakeGcs {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
-        let response = runtime().block_on(http_client().execute(request)).unwrap();
-        let status = response.status();
-        let body = runtime().block_on(response.into_body().bytes()).unwrap();
+        let (status, body) = send(request);
         assert!(
             status.is_success(),
             "creating bucket {name}: {status}: {}",
-            String::from_utf8_lossy(&body)
+            body
         );
     }
 

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use object_store::client::{HttpClient, HttpConnector, ReqwestConnector};
+use object_store::client::{HttpClient, HttpConnector, HttpRequest, ReqwestConnector};
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt};
 
@@ -242,12 +242,18 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A plain HTTP client (object_store's), for the requests object_store has no call for
-/// (creating buckets).
-pub fn http_client() -> HttpClient {
-    ReqwestConnector::default()
+/// Sends `request` with object_store's own HTTP client (for what object_store has no
+/// call for: creating buckets) and returns the status and the body.
+pub fn send(request: HttpRequest) -> (http::StatusCode, String) {
+    let client: HttpClient = ReqwestConnector::default()
         .connect(&ClientOptions::new().with_allow_http(true))
-        .unwrap()
+        .unwrap();
+    runtime().block_on(async {
+        let response = client.execute(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().bytes().await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    })
 }
 
 /// A binary an install script puts into the cache: `$VARIABLE` if set, else
