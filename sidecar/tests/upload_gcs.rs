@@ -54,7 +54,12 @@ fn uploads_reach_the_emulator_at_the_layouts_keys_and_its_refusal_is_reported() 
     );
     // The server's own log shows the request, at the key the layout gives.
     let requests = gcs.requests(&format!("PUT /refused-xml/{key} "));
-    assert_eq!(requests.len(), 1, "{requests:?} among {:?}", gcs.requests("PUT"));
+    assert_eq!(
+        requests.len(),
+        1,
+        "{requests:?} among {:?}",
+        gcs.requests("PUT")
+    );
     assert!(requests[0].ends_with("\" 400 139"), "{requests:?}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -67,11 +72,16 @@ fn uploads_reach_the_emulator_at_the_layouts_keys_and_its_refusal_is_reported() 
     // The key's JSON in GOOGLE_SERVICE_ACCOUNT_KEY (how a Secret's envFrom passes it)
     // reaches the server the same way.
     let key_json = std::fs::read_to_string(gcs.key_file()).unwrap();
-    let output = upload(&dir, "gs://refused-xml/env", &["--session", "shop/api"], |c| {
-        gcs.connect(c);
-        c.env_remove("GOOGLE_APPLICATION_CREDENTIALS")
-            .env("GOOGLE_SERVICE_ACCOUNT_KEY", key_json);
-    });
+    let output = upload(
+        &dir,
+        "gs://refused-xml/env",
+        &["--session", "shop/api"],
+        |c| {
+            gcs.connect(c);
+            c.env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+                .env("GOOGLE_SERVICE_ACCOUNT_KEY", key_json);
+        },
+    );
     assert_upload_failed(&output, "invalid uploadType");
     let key = format!("env/shop/api/{}/{first}", timestamp(&dir));
     assert_eq!(gcs.requests(&format!("PUT /refused-xml/{key} ")).len(), 1);
@@ -97,7 +107,11 @@ fn a_credentials_file_that_is_missing_or_not_a_key_fails_before_any_request() {
     let (out, dir) = support::capture_ok(fixture.pid(), &["--samples", "1"]);
     let missing = out.path().join("no-such-key.json");
     let not_a_key = out.path().join("not-a-key.json");
-    std::fs::write(&not_a_key, r#"{"type": "service_account", "client_email": "x"}"#).unwrap();
+    std::fs::write(
+        &not_a_key,
+        r#"{"type": "service_account", "client_email": "x"}"#,
+    )
+    .unwrap();
     for file in [&missing, &not_a_key] {
         let started = Instant::now();
         let output = upload(&dir, "gs://never-asked/p", &[], |c| {
@@ -105,15 +119,23 @@ fn a_credentials_file_that_is_missing_or_not_a_key_fails_before_any_request() {
         });
         let stderr = assert_upload_failed(&output, "cannot upload to gs://never-asked/p: ");
         assert!(
-            stderr.contains("credentials come from the environment: GOOGLE_APPLICATION_CREDENTIALS"),
+            stderr
+                .contains("credentials come from the environment: GOOGLE_APPLICATION_CREDENTIALS"),
             "{stderr}"
         );
         if file == &missing {
             assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
-    assert!(gcs.requests("/never-asked").is_empty(), "a request was sent");
+    assert!(
+        gcs.requests("/never-asked").is_empty(),
+        "a request was sent"
+    );
 }
 
 #[test]
@@ -134,12 +156,18 @@ fn capture_with_upload_records_the_servers_refusal_in_the_termination_summary() 
         .arg(&summary_file);
     gcs.connect(&mut command);
     let output = command.output().unwrap();
-    assert_eq!(output.status.code(), Some(10), "{}", scenarios::stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(10),
+        "{}",
+        scenarios::stderr(&output)
+    );
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary_file).unwrap()).unwrap();
     assert_eq!(summary["outcome"], "Succeeded", "{summary}");
     let error = summary["uploadError"].as_str().unwrap_or_default();
     assert!(
-        error.contains("gs://capture-upload/p/local/api-capture/") && error.contains("invalid uploadType"),
+        error.contains("gs://capture-upload/p/local/api-capture/")
+            && error.contains("invalid uploadType"),
         "{summary}"
     );
     assert!(dir.join("manifest.json").is_file(), "the capture stays");

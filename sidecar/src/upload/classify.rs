@@ -215,7 +215,14 @@ mod tests {
                      signature</Message></Error>"
                 .into(),
         };
-        let message = failure(&error, &destination, &file(&destination), &answered(), Step::Create).to_string();
+        let message = failure(
+            &error,
+            &destination,
+            &file(&destination),
+            &answered(),
+            Step::Create,
+        )
+        .to_string();
         assert_eq!(
             message,
             "upload to s3://bucket/p failed: access denied (403) for key p/ns/s/t/fds.json: \
@@ -258,7 +265,14 @@ mod tests {
             path: "p".into(),
             source: "404 Not Found: <Error><Code>NoSuchKey</Code></Error>".into(),
         };
-        let message = failure(&other, &destination, &file(&destination), &answered(), Step::Later).to_string();
+        let message = failure(
+            &other,
+            &destination,
+            &file(&destination),
+            &answered(),
+            Step::Later,
+        )
+        .to_string();
         assert!(
             message
                 .contains("upload of fds.json to s3://bucket/p/ns/s/t/fds.json failed: NoSuchKey"),
@@ -283,7 +297,14 @@ mod tests {
             failing_since: Instant::now().checked_sub(Duration::from_secs(12)),
             last_failure: Some("client error (Connect): Connection refused".into()),
         };
-        let message = failure(&error, &destination, &file(&destination), &log, Step::Create).to_string();
+        let message = failure(
+            &error,
+            &destination,
+            &file(&destination),
+            &log,
+            Step::Create,
+        )
+        .to_string();
         assert!(
             message.starts_with(
                 "upload to s3://bucket/p failed: could not reach http://127.0.0.1:9 after 7 \

@@ -148,7 +148,13 @@ impl Transfer<'_> {
     }
 
     fn failure(&self, error: &object_store::Error, file: &PlannedFile, step: Step) -> UploadError {
-        classify::failure(error, self.destination, file, &self.attempts.snapshot(), step)
+        classify::failure(
+            error,
+            self.destination,
+            file,
+            &self.attempts.snapshot(),
+            step,
+        )
     }
 }
 

@@ -7,7 +7,9 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use object_store::ObjectStore;
-use object_store::azure::{AzureAccessKey, AzureAuthorizer, AzureCredential, MicrosoftAzureBuilder};
+use object_store::azure::{
+    AzureAccessKey, AzureAuthorizer, AzureCredential, MicrosoftAzureBuilder,
+};
 use object_store::client::{HttpRequest, HttpRequestBody};
 
 use super::{ObjectServer, ServerProcess, clear_env, free_ports, installed, send};
@@ -151,6 +153,10 @@ impl ObjectServer for Azurite {
 
     fn reader(&self, bucket: &str) -> Arc<dyn ObjectStore> {
         self.reader_of(ACCOUNT, ACCOUNT_KEY, bucket)
+    }
+
+    fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     fn kill(&self) {

@@ -52,7 +52,13 @@ impl FakeGcs {
         let command = move || {
             let mut command = Command::new(&binary);
             command
-                .args(["-scheme", "http", "-backend", "filesystem", "-filesystem-root"])
+                .args([
+                    "-scheme",
+                    "http",
+                    "-backend",
+                    "filesystem",
+                    "-filesystem-root",
+                ])
                 .arg(&root)
                 .args(["-host", "127.0.0.1", "-port", &port.to_string()])
                 .args(["-public-host", &address])
@@ -112,7 +118,9 @@ fn percent_decoded(text: &str) -> String {
     let mut bytes = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
     while let Some((&first, tail)) = rest.split_first() {
-        let hex = tail.get(..2).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        let hex = tail
+            .get(..2)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
         match (first, hex) {
             (b'%', Some(byte)) => {
                 bytes.push(byte);
@@ -132,7 +140,14 @@ fn percent_decoded(text: &str) -> String {
 fn service_account_file(dir: &Path) -> PathBuf {
     let pem = dir.join("key.pem");
     let output = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&pem)
         .output()
         .expect("openssl makes the service account's key: apt-get install openssl");
@@ -199,6 +214,10 @@ impl ObjectServer for FakeGcs {
                 .build()
                 .unwrap(),
         )
+    }
+
+    fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     fn kill(&self) {

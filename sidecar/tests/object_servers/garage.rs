@@ -42,7 +42,12 @@ impl Garage {
     /// Starts a Garage of its own (for a test that kills it), with fresh directories, a
     /// layout and the key.
     pub fn start() -> Self {
-        let binary = installed("GARAGE", "PROCSHOT_GARAGE_DIR", "garage/bin/garage", "install-garage.sh");
+        let binary = installed(
+            "GARAGE",
+            "PROCSHOT_GARAGE_DIR",
+            "garage/bin/garage",
+            "install-garage.sh",
+        );
         let dir = tempfile::tempdir().unwrap();
         let [s3_port, rpc_port, admin_port] = free_ports();
         let config = dir.path().join("garage.toml");
@@ -82,7 +87,8 @@ api_bind_addr = "127.0.0.1:{admin_port}"
                 command
             }
         };
-        let server = ServerProcess::start("garage", dir.path().join("garage.log"), rpc_port, command);
+        let server =
+            ServerProcess::start("garage", dir.path().join("garage.log"), rpc_port, command);
         let garage = Self {
             binary,
             dir,
@@ -166,7 +172,9 @@ impl ObjectServer for Garage {
 
     fn create_bucket(&self, name: &str) {
         self.cli(&["bucket", "create", name]);
-        self.cli(&["bucket", "allow", "--read", "--write", "--owner", name, "--key", KEY_ID]);
+        self.cli(&[
+            "bucket", "allow", "--read", "--write", "--owner", name, "--key", KEY_ID,
+        ]);
         self.wait_until_serving(name);
         self.buckets.lock().unwrap().push(name.to_string());
     }
@@ -187,6 +195,10 @@ impl ObjectServer for Garage {
                 .build()
                 .unwrap(),
         )
+    }
+
+    fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     fn kill(&self) {

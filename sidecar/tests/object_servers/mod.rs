@@ -53,6 +53,26 @@ pub trait ObjectServer: Sync {
     /// Starts it again on the same port and data (buckets and objects persist).
     fn restart(&self);
 
+    /// The directory the server keeps its data in.
+    fn data_dir(&self) -> &Path;
+
+    /// Bytes of the files under [`ObjectServer::data_dir`], a sign that uploads arrive.
+    fn stored_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        }
+        walk(self.data_dir())
+    }
+
     /// The `--to` URL of `prefix` in `bucket`.
     fn url(&self, bucket: &str, prefix: &str) -> String {
         format!("{}://{bucket}/{prefix}", self.scheme())
@@ -150,7 +170,9 @@ impl ServerProcess {
     /// Panics with the server's log if it exited.
     pub fn assert_running(&self) {
         let mut child = self.child.lock().unwrap();
-        let child = child.as_mut().unwrap_or_else(|| panic!("{} runs", self.name));
+        let child = child
+            .as_mut()
+            .unwrap_or_else(|| panic!("{} runs", self.name));
         if let Some(status) = child.try_wait().unwrap() {
             panic!("{} exited ({status}): {}", self.name, self.log());
         }
@@ -206,10 +228,8 @@ fn spawn_dying_with_the_tests(mut command: Command, name: &str) -> Child {
     unsafe {
         use std::os::unix::process::CommandExt;
         command.pre_exec(|| {
-            rustix::process::set_parent_process_death_signal(Some(
-                rustix::process::Signal::KILL,
-            ))
-            .map_err(std::io::Error::from)
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+                .map_err(std::io::Error::from)
         });
     }
     let (reply, answer) = mpsc::channel();

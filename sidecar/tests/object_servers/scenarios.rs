@@ -208,9 +208,12 @@ pub fn round_trip(server: &dyn ObjectServer, bucket: &str) {
 pub fn multipart(server: &dyn ObjectServer, bucket: &str) {
     server.create_bucket(bucket);
     let (_out, dir) = big_capture(20);
-    let output = upload(&dir, &server.url(bucket, "big"), &["--session", "a/b"], |c| {
-        server.connect(c)
-    });
+    let output = upload(
+        &dir,
+        &server.url(bucket, "big"),
+        &["--session", "a/b"],
+        |c| server.connect(c),
+    );
     let stdout = support::assert_success(&output);
     let stderr = stderr(&output);
     assert!(
@@ -240,10 +243,7 @@ pub fn refused_credentials(
         &output,
         &format!("upload to {to} failed: access denied (403) for key p/local/capture/"),
     );
-    assert!(
-        stderr.contains(&format!("check {check}")),
-        "{stderr}"
-    );
+    assert!(stderr.contains(&format!("check {check}")), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "a refused credential is not retried: {:?}",
@@ -318,7 +318,14 @@ pub fn killed_mid_upload(server: &dyn ObjectServer, bucket: &str) {
         .arg("upload")
         .arg("--from")
         .arg(&dir)
-        .args(["--to", &to, "--session", "ns/crash", "--upload-timeout", "10s"])
+        .args([
+            "--to",
+            &to,
+            "--session",
+            "ns/crash",
+            "--upload-timeout",
+            "10s",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     server.connect(&mut command);
@@ -338,6 +345,12 @@ pub fn killed_mid_upload(server: &dyn ObjectServer, bucket: &str) {
             break;
         }
     }
+    // Kill it once it holds more than the 8 parts procshot sends at once (so it has answered
+    // some).
+    let stored = server.stored_bytes();
+    support::wait_for("the first parts to arrive", Duration::from_secs(10), || {
+        server.stored_bytes() > stored + (80 << 20)
+    });
     std::thread::sleep(Duration::from_millis(200));
     server.kill();
     let mut rest = String::new();
