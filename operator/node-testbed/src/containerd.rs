@@ -173,6 +173,7 @@ pub fn log_tail(log: &Path) -> String {
 /// cgroupfs), overlayfs, the test node's CNI directories, network namespaces under the
 /// state directory, a streaming server on loopback only, and no plugin that reaches
 /// outside the node's directory (the `opt` plugin would write `/opt/containerd`).
+/// `PROCSHOT_NODEBED_DEBUG` set makes containerd, its shims and runc log at debug level.
 fn config(layout: &Layout, sandbox_image: &str) -> String {
     let q = |p: PathBuf| toml_string(&p.display().to_string());
     format!(
@@ -191,6 +192,9 @@ disabled_plugins = [
 [grpc]
   address = {socket}
 
+[debug]
+  level = {level}
+
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = {sandbox_image}
   netns_mounts_under_state_dir = true
@@ -199,6 +203,10 @@ disabled_plugins = [
   disable_tcp_service = true
   enable_selinux = false
   systemd_cgroup = false
+  # These machines give root no CAP_SYS_RESOURCE, so no process may lower its
+  # oom_score_adj: the sandbox's -998 (and Guaranteed containers' -997) are raised to
+  # containerd's own score instead of failing runc's init.
+  restrict_oom_score_adj = true
 
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = {cni_bin}
@@ -223,6 +231,7 @@ disabled_plugins = [
         cni_bin = q(layout.cni_bin()),
         cni_conf = q(layout.cni_conf()),
         runc_root = q(layout.runc_root()),
+        level = toml_string(if std::env::var_os("PROCSHOT_NODEBED_DEBUG").is_some() { "debug" } else { "info" }),
     )
 }
 

@@ -186,6 +186,13 @@ impl Drop for Node {
         if self.dir.is_none() {
             return;
         }
+        if std::thread::panicking() {
+            eprintln!(
+                "node test bed: the end of containerd's log ({}):\n{}",
+                self.layout.log().display(),
+                containerd::log_tail(&self.layout.log())
+            );
+        }
         self.kubelet.abort_all();
         self.containerd.stop();
         cleanup::sweep(&self.layout);

@@ -94,15 +94,12 @@ fn walk(value: &Value, pattern: &str, shown: &str, allowed: &[String], found: &m
     if value.is_null() {
         return;
     }
-    if !pattern.is_empty() {
-        if allowed.iter().any(|a| a == pattern) {
-            return;
-        }
-        if let Some(parent) = pattern.rsplit_once('.').map(|(parent, _)| parent)
-            && allowed.iter().any(|a| *a == format!("{parent}.*"))
-        {
-            return;
-        }
+    if !pattern.is_empty()
+        && allowed
+            .iter()
+            .any(|a| a == pattern || *a == format!("{pattern}.*"))
+    {
+        return;
     }
     let prefix_of_allowed = |p: &str| allowed.iter().any(|a| a.starts_with(p));
     match value {
