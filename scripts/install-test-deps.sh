@@ -3,8 +3,12 @@
 # the fixtures the tests build from source, gdb and eu-stack (the stack and core tests check
 # procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), util-linux's setpriv and unshare (run procshot as an
 # unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
-# manifests, Helm, and Garage (an S3 server) for the upload tests. Rust itself (cargo,
-# clippy, rustfmt) comes from rustup.
+# manifests, Helm, and Garage (an S3 server) for the upload tests. The node test bed
+# (operator/node-testbed) needs containerd, runc and the CNI plugins (Debian's
+# containerd 1.6, runc 1.1), protoc (the CRI gRPC types are generated at build time),
+# and the static musl build of the agent: the Rust musl target, musl-gcc, cmake and clang
+# (aws-lc's C code), as the Dockerfile's builder has them. Rust itself (cargo, clippy,
+# rustfmt) comes from rustup.
 set -euo pipefail
 
 missing=()
@@ -15,13 +19,22 @@ command -v gdb >/dev/null || missing+=(gdb)
 command -v eu-stack >/dev/null || missing+=(elfutils)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v zstd >/dev/null || missing+=(zstd)
+command -v readelf >/dev/null || missing+=(binutils)
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v clang >/dev/null || missing+=(clang)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-test-deps: need ${missing[*]}; run as root or install them" >&2
         exit 1
     fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}"
 fi
 # kubernetes-validate checks every manifest the operator generates (pinned: its schemas
 # cover Kubernetes 1.29 to 1.37).
@@ -33,6 +46,10 @@ fi
 # Garage, the S3 server of the upload tests (sidecar/tests/upload.rs), built once per
 # machine into the user's cache directory (the first build takes about 15 minutes).
 "$(dirname "${BASH_SOURCE[0]}")/install-garage.sh" >/dev/null
+# The agent image holds a static musl binary, as the Dockerfile builds it.
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl
+fi
 for tool in cargo-clippy rustfmt; do
     command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is missing: rustup component add clippy rustfmt" >&2; exit 1; }
 done

@@ -86,7 +86,8 @@ fn shims_of(socket: &Path) -> Vec<i32> {
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-            args.windows(2).any(|w| w[0] == b"-address" && w[1] == socket)
+            args.windows(2)
+                .any(|w| w[0] == b"-address" && w[1] == socket)
         })
         .collect()
 }

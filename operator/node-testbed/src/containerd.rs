@@ -82,7 +82,10 @@ impl Containerd {
             .arg("--config")
             .arg(layout.config())
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| Error::io("opening", &layout.log(), e))?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| Error::io("opening", &layout.log(), e))?,
+            )
             .stderr(log);
         // containerd dies with the thread that started it (the test's thread), even when
         // the test process is killed with SIGKILL.
@@ -105,7 +108,10 @@ impl Containerd {
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = daemon.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+            if let Some(status) = daemon
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
             {
                 return Err(daemon.failure(format!("it exited with {status}")));
             }
@@ -231,7 +237,11 @@ disabled_plugins = [
         cni_bin = q(layout.cni_bin()),
         cni_conf = q(layout.cni_conf()),
         runc_root = q(layout.runc_root()),
-        level = toml_string(if std::env::var_os("PROCSHOT_NODEBED_DEBUG").is_some() { "debug" } else { "info" }),
+        level = toml_string(if std::env::var_os("PROCSHOT_NODEBED_DEBUG").is_some() {
+            "debug"
+        } else {
+            "info"
+        }),
     )
 }
 

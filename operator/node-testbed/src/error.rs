@@ -16,7 +16,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A program the test node needs is missing or failed.
-    #[error("{program}: {message} (scripts/install-test-deps.sh installs the test node's programs)")]
+    #[error(
+        "{program}: {message} (scripts/install-test-deps.sh installs the test node's programs)"
+    )]
     Program {
         /// The program.
         program: String,

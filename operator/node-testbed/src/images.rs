@@ -117,7 +117,10 @@ impl Image {
         for (path, contents) in [
             ("etc/passwd", passwd),
             ("etc/group", group),
-            ("etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files dns\n"),
+            (
+                "etc/nsswitch.conf",
+                "passwd: files\ngroup: files\nhosts: files dns\n",
+            ),
         ] {
             image.files.push(LayerEntry::File {
                 path: path.to_string(),

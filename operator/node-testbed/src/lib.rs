@@ -128,7 +128,14 @@ impl Node {
         let output = Command::new("ctr")
             .arg("--address")
             .arg(self.layout.socket())
-            .args(["--namespace", "k8s.io", "images", "import", "--snapshotter", "overlayfs"])
+            .args([
+                "--namespace",
+                "k8s.io",
+                "images",
+                "import",
+                "--snapshotter",
+                "overlayfs",
+            ])
             .arg(&archive)
             .output()
             .map_err(|e| Error::Program {

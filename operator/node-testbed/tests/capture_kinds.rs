@@ -42,7 +42,10 @@ async fn stacks_kernel_stacks_and_a_core_dump_run_in_the_rendered_capture_pod() 
              samples: 2\n  interval: 1s\n  timeout: 1m\n",
         ),
         &target.pod(),
-        &["--allowed-captures=fds,threads,memory,stacks,goroutines,core", "--kernel-stacks"],
+        &[
+            "--allowed-captures=fds,threads,memory,stacks,goroutines,core",
+            "--kernel-stacks",
+        ],
     );
     let caps = &capture_pod.spec.as_ref().unwrap().containers[0]
         .security_context
@@ -52,10 +55,16 @@ async fn stacks_kernel_stacks_and_a_core_dump_run_in_the_rendered_capture_pod() 
         .as_ref()
         .unwrap()
         .add;
-    assert!(caps.as_ref().unwrap().contains(&"SYS_ADMIN".to_string()), "{caps:?}");
+    assert!(
+        caps.as_ref().unwrap().contains(&"SYS_ADMIN".to_string()),
+        "{caps:?}"
+    );
     let (handle, _done, observation) = capture(&node, capture_pod).await;
     assert_eq!(observation.phase, Phase::Succeeded, "{observation:?}");
-    assert_eq!(observation.message, None, "a complete capture: {observation:?}");
+    assert_eq!(
+        observation.message, None,
+        "a complete capture: {observation:?}"
+    );
 
     let dir = volume(&handle, "work").join("capture");
     let stacks = std::fs::read_to_string(dir.join("stacks.txt")).expect("stacks.txt");
@@ -63,29 +72,59 @@ async fn stacks_kernel_stacks_and_a_core_dump_run_in_the_rendered_capture_pod() 
         stacks.contains("stdin_watcher"),
         "the fixture's functions are named from its binary inside the container:\n{stacks}"
     );
-    let stacks_json: Value = serde_json::from_slice(&std::fs::read(dir.join("stacks.json")).unwrap()).unwrap();
+    let stacks_json: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("stacks.json")).unwrap()).unwrap();
     assert_ne!(stacks_json["incomplete"], true, "every thread was read");
     let mut errors = Vec::new();
     values_of(&stacks_json, "error", &mut errors);
     assert!(errors.is_empty(), "threads without a stack: {errors:?}");
     let states = std::fs::read_to_string(format!("/proc/{target_pid}/stat")).unwrap();
-    assert!(!states.contains(") t "), "the target was released: {states}");
+    assert!(
+        !states.contains(") t "),
+        "the target was released: {states}"
+    );
 
-    let threads: Value = serde_json::from_slice(&std::fs::read(dir.join("threads.json")).unwrap()).unwrap();
+    let threads: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("threads.json")).unwrap()).unwrap();
     let mut kernel_stacks = Vec::new();
     values_of(&threads, "kernelStack", &mut kernel_stacks);
     assert!(!kernel_stacks.is_empty());
     for stack in &kernel_stacks {
-        assert_eq!(stack["status"], "read", "kernel stacks are readable with SYS_ADMIN: {stack}");
+        assert_eq!(
+            stack["status"], "read",
+            "kernel stacks are readable with SYS_ADMIN: {stack}"
+        );
     }
 
     let core = std::fs::metadata(dir.join("core.zst")).expect("core.zst in the scratch volume");
     assert!(core.len() > 0);
-    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    assert!(manifest["core"]["threads"].as_u64().unwrap() >= 2, "{}", manifest["core"]);
-    assert!(manifest["core"].get("partialReason").is_none(), "{}", manifest["core"]);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(
+        manifest["core"]["threads"].as_u64().unwrap() >= 2,
+        "{}",
+        manifest["core"]
+    );
+    assert!(
+        manifest["core"].get("partialReason").is_none(),
+        "{}",
+        manifest["core"]
+    );
     let limit = handle.plan().containers[0].memory_limit.unwrap();
     assert_eq!(limit, (256 << 20) + (64 << 20), "the rendered memory limit");
+    let scratch = handle
+        .plan()
+        .volumes
+        .iter()
+        .find(|v| v.name == "work")
+        .unwrap();
+    assert_eq!(
+        scratch.kind,
+        procshot_node_testbed::kubelet::spec::VolumeKind::EmptyDir {
+            size_limit: Some((256 << 20) + (64 << 20))
+        },
+        "the scratch volume's sizeLimit"
+    );
 
     shut_down(node).await;
 }
@@ -96,7 +135,10 @@ async fn goroutines_are_read_from_pprof_on_127_0_0_1_inside_the_target_pod() {
     let mut pod = target_pod(&node);
     let container = &mut pod.spec.as_mut().unwrap().containers[0];
     container.command = Some(vec!["/usr/local/bin/leaky".into()]);
-    container.args = Some(vec!["-addr=127.0.0.1:6060".into(), "-leak-per-second=20".into()]);
+    container.args = Some(vec![
+        "-addr=127.0.0.1:6060".into(),
+        "-leak-per-second=20".into(),
+    ]);
     let target = run_target(&node, pod).await;
     let target_pid = target.pid("api").await.unwrap();
     let netns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
@@ -116,14 +158,22 @@ async fn goroutines_are_read_from_pprof_on_127_0_0_1_inside_the_target_pod() {
     let (_handle, _done, observation) = capture(&node, capture_pod).await;
     assert_eq!(observation.phase, Phase::Succeeded, "{observation:?}");
     assert_eq!(observation.message, None, "{observation:?}");
-    let goroutines = observation.counts.as_ref().and_then(|c| c.goroutines).unwrap();
+    let goroutines = observation
+        .counts
+        .as_ref()
+        .and_then(|c| c.goroutines)
+        .unwrap();
     assert!(goroutines > 20, "{goroutines}");
     let growth = observation
         .findings
         .iter()
         .find(|f| f.code == "GOROUTINE_GROWTH")
         .unwrap_or_else(|| panic!("no GOROUTINE_GROWTH: {:?}", observation.findings));
-    assert!(growth.message.contains("main.leakTicker"), "{}", growth.message);
+    assert!(
+        growth.message.contains("main.leakTicker"),
+        "{}",
+        growth.message
+    );
 
     shut_down(node).await;
 }

@@ -14,8 +14,7 @@ async fn a_capture_pod_without_its_capabilities_fails_and_says_which() {
     let node = start_node().await;
     // A target with 15,000 open fds: describing them takes the capture some MiB.
     let mut pod = target_pod(&node);
-    pod.spec.as_mut().unwrap().containers[0].args =
-        Some(vec!["many-fds".into(), "15000".into()]);
+    pod.spec.as_mut().unwrap().containers[0].args = Some(vec!["many-fds".into(), "15000".into()]);
     let target = run_target(&node, pod).await;
     let mut capture_pod = render(
         &session("  samples: 1\n  timeout: 1m\n"),
@@ -45,8 +44,7 @@ async fn a_target_that_restarts_during_the_capture_gives_a_partial_capture() {
     let node = start_node().await;
     // A target with 15,000 open fds: describing them takes the capture some MiB.
     let mut pod = target_pod(&node);
-    pod.spec.as_mut().unwrap().containers[0].args =
-        Some(vec!["many-fds".into(), "15000".into()]);
+    pod.spec.as_mut().unwrap().containers[0].args = Some(vec!["many-fds".into(), "15000".into()]);
     let target = run_target(&node, pod).await;
     let first_pid = target.pid("api").await.unwrap();
     let first_id = target.state().container_ids["api"].clone();
@@ -58,7 +56,10 @@ async fn a_target_that_restarts_during_the_capture_gives_a_partial_capture() {
     let handle = node.kubelet().run(capture_pod).unwrap();
     handle
         .wait_for("the first sample", WAIT, |_| {
-            handle.log("capture", 0).iter().any(|l| l.contains("sample 2/"))
+            handle
+                .log("capture", 0)
+                .iter()
+                .any(|l| l.contains("sample 2/"))
         })
         .await
         .unwrap_or_else(|e| panic!("{e}; capture log: {:?}", handle.log("capture", 0)));
@@ -66,7 +67,13 @@ async fn a_target_that_restarts_during_the_capture_gives_a_partial_capture() {
     unsafe { libc::kill(first_pid, libc::SIGKILL) };
     let restarted = target
         .wait_for("the target to restart", WAIT, |pod| {
-            let c = &pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+            let c = &pod
+                .status
+                .as_ref()
+                .unwrap()
+                .container_statuses
+                .as_ref()
+                .unwrap()[0];
             c.restart_count == 1 && c.state.as_ref().is_some_and(|s| s.running.is_some())
         })
         .await
@@ -79,8 +86,20 @@ async fn a_target_that_restarts_during_the_capture_gives_a_partial_capture() {
 
     // The kubelet's restart: a new container in the same sandbox and pod cgroup, its
     // last state the killed one, its log the next file.
-    let status = &restarted.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
-    let last = status.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+    let status = &restarted
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    let last = status
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
     assert_eq!(last.exit_code, 137, "{last:?}");
     let second_id = target.state().container_ids["api"].clone();
     assert_ne!(second_id, first_id);
@@ -117,19 +136,34 @@ async fn targets_in_the_guaranteed_and_besteffort_classes_are_located() {
         let target = run_target(&node, pod).await;
         let uid = target.plan().uid.clone();
         assert_eq!(target.plan().cgroup_parent, format!("{parent}{uid}"));
-        assert_eq!(
-            target.pod().status.unwrap().qos_class.as_deref(),
-            Some(qos)
+        assert_eq!(target.pod().status.unwrap().qos_class.as_deref(), Some(qos));
+        let capture_pod = render(
+            &session("  samples: 1\n  timeout: 1m\n"),
+            &target.pod(),
+            &[],
         );
-        let capture_pod = render(&session("  samples: 1\n  timeout: 1m\n"), &target.pod(), &[]);
         let (capture_handle, _done, observation) = capture(&node, capture_pod).await;
-        assert_eq!(observation.phase, Phase::Succeeded, "{qos}: {observation:?}");
-        assert_eq!(observation.target_pid, Some(target.pid("api").await.unwrap()), "{qos}");
-        let limit = observation.counts.as_ref().and_then(|c| c.cgroup_limit_bytes);
+        assert_eq!(
+            observation.phase,
+            Phase::Succeeded,
+            "{qos}: {observation:?}"
+        );
+        assert_eq!(
+            observation.target_pid,
+            Some(target.pid("api").await.unwrap()),
+            "{qos}"
+        );
+        let limit = observation
+            .counts
+            .as_ref()
+            .and_then(|c| c.cgroup_limit_bytes);
         if qos == "Guaranteed" {
             assert_eq!(limit, Some(64 << 20), "{observation:?}");
         }
-        capture_handle.delete(Duration::from_secs(30)).await.unwrap();
+        capture_handle
+            .delete(Duration::from_secs(30))
+            .await
+            .unwrap();
         target.delete(Duration::from_secs(30)).await.unwrap();
     }
     shut_down(node).await;
@@ -140,8 +174,7 @@ async fn a_capture_pod_over_its_memory_limit_is_oom_killed_and_the_session_fails
     let node = start_node().await;
     // A target with 15,000 open fds: describing them takes the capture some MiB.
     let mut pod = target_pod(&node);
-    pod.spec.as_mut().unwrap().containers[0].args =
-        Some(vec!["many-fds".into(), "15000".into()]);
+    pod.spec.as_mut().unwrap().containers[0].args = Some(vec!["many-fds".into(), "15000".into()]);
     let target = run_target(&node, pod).await;
     let mut capture_pod = render(
         &session("  samples: 2\n  interval: 1s\n  timeout: 1m\n"),
@@ -152,13 +185,18 @@ async fn a_capture_pod_over_its_memory_limit_is_oom_killed_and_the_session_fails
     // impose), though enough for runc to start the container (2Mi is not: runc's own
     // init then fails with ContainerCannotRun).
     let container = &mut capture_pod.spec.as_mut().unwrap().containers[0];
-    container.resources = Some(serde_saphyr::from_str("{requests: {memory: 8Mi}, limits: {memory: 8Mi}}").unwrap());
+    container.resources =
+        Some(serde_saphyr::from_str("{requests: {memory: 8Mi}, limits: {memory: 8Mi}}").unwrap());
     let (_handle, done, observation) = capture(&node, capture_pod).await;
     let capture = terminated(&done, "capture");
     assert_eq!(capture.reason.as_deref(), Some("OOMKilled"), "{capture:?}");
     assert_eq!(observation.phase, Phase::Failed, "{observation:?}");
     assert!(
-        observation.message.as_deref().unwrap_or_default().contains("OOM-killed"),
+        observation
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("OOM-killed"),
         "{observation:?}"
     );
 

@@ -11,7 +11,11 @@ fn main() -> ExitCode {
     // The configuration is not needed, but a CNI plugin must consume it.
     let _ = std::io::stdin().read_to_end(&mut config);
     let var = |name: &str| std::env::var(name).unwrap_or_default();
-    match procshot_node_testbed::cni::answer(&var("CNI_COMMAND"), &var("CNI_NETNS"), &var("CNI_IFNAME")) {
+    match procshot_node_testbed::cni::answer(
+        &var("CNI_COMMAND"),
+        &var("CNI_NETNS"),
+        &var("CNI_IFNAME"),
+    ) {
         Ok(Some(result)) => {
             println!("{result}");
             ExitCode::SUCCESS

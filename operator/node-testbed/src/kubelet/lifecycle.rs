@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use k8s_cri::v1::{
     ContainerConfig, ContainerStatusRequest, CreateContainerRequest, KeyValue, Mount,
-    PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest,
 };
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
@@ -119,9 +119,19 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) fn new(shared: Arc<Shared>, plan: PodPlan, pod: Pod, tx: watch::Sender<PodState>) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        plan: PodPlan,
+        pod: Pod,
+        tx: watch::Sender<PodState>,
+    ) -> Self {
         Self {
-            init: plan.init_containers.iter().cloned().map(Record::new).collect(),
+            init: plan
+                .init_containers
+                .iter()
+                .cloned()
+                .map(Record::new)
+                .collect(),
             containers: plan.containers.iter().cloned().map(Record::new).collect(),
             shared,
             plan,
@@ -166,7 +176,8 @@ impl Worker {
     /// Records a failure of the stand-in itself (not of the pod) for the test to see.
     fn fail_node(&mut self, error: Error) {
         let message = error.to_string();
-        self.tx.send_modify(|state| state.node_error = Some(message));
+        self.tx
+            .send_modify(|state| state.node_error = Some(message));
     }
 
     /// Directories, volumes, the pod cgroup, and the sandbox.
@@ -181,13 +192,17 @@ impl Worker {
                         .map_err(|e| Error::io("creating the emptyDir", &volume.host_path, e))?;
                     // An emptyDir is world-writable, as the kubelet makes it.
                     use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&volume.host_path, std::fs::Permissions::from_mode(0o777))
-                        .map_err(|e| Error::io("chmod", &volume.host_path, e))?;
+                    std::fs::set_permissions(
+                        &volume.host_path,
+                        std::fs::Permissions::from_mode(0o777),
+                    )
+                    .map_err(|e| Error::io("chmod", &volume.host_path, e))?;
                 }
                 VolumeKind::HostPath { path_type } => {
                     if path_type == "DirectoryOrCreate" {
-                        std::fs::create_dir_all(&volume.host_path)
-                            .map_err(|e| Error::io("creating the hostPath", &volume.host_path, e))?;
+                        std::fs::create_dir_all(&volume.host_path).map_err(|e| {
+                            Error::io("creating the hostPath", &volume.host_path, e)
+                        })?;
                     } else if path_type == "Directory" && !volume.host_path.is_dir() {
                         return Err(Error::InvalidPod(format!(
                             "hostPath {} of volume {} is not a directory",
@@ -292,7 +307,10 @@ impl Worker {
         }
         if !self.containers.iter().all(|r| r.done) {
             // Waiting to start, or to restart after an exit.
-            let restarting = self.containers.iter().any(|r| r.restart_count > 0 || r.exit_code().is_some());
+            let restarting = self
+                .containers
+                .iter()
+                .any(|r| r.restart_count > 0 || r.exit_code().is_some());
             return if restarting { "Running" } else { "Pending" };
         }
         if self.containers.iter().all(|r| r.exit_code() == Some(0)) {
@@ -304,14 +322,26 @@ impl Worker {
 
     /// Starts container `i` (init or not) if its back-off or retry time has come.
     async fn start_when_due(&mut self, init: bool, i: usize) -> Result<(), Error> {
-        let record = if init { &self.init[i] } else { &self.containers[i] };
+        let record = if init {
+            &self.init[i]
+        } else {
+            &self.containers[i]
+        };
         if record.next_start.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
         let restart = record.exit_code().is_some();
-        let attempt = if restart { record.restart_count + 1 } else { record.restart_count };
+        let attempt = if restart {
+            record.restart_count + 1
+        } else {
+            record.restart_count
+        };
         let outcome = self.start(init, i, attempt).await?;
-        let record = if init { &mut self.init[i] } else { &mut self.containers[i] };
+        let record = if init {
+            &mut self.init[i]
+        } else {
+            &mut self.containers[i]
+        };
         match outcome {
             Ok((id, message_file, image_id)) => {
                 if restart {
@@ -347,19 +377,29 @@ impl Worker {
         i: usize,
         attempt: i32,
     ) -> Result<Result<(String, PathBuf, String), ContainerState>, Error> {
-        let plan = if init { &self.init[i].plan } else { &self.containers[i].plan };
+        let plan = if init {
+            &self.init[i].plan
+        } else {
+            &self.containers[i].plan
+        };
         let plan = plan.clone();
         let image = self.shared.cri.image(&plan.image).await?;
         let Some(image) = image else {
             return Ok(Err(if plan.pull_policy == "Never" {
                 waiting(
                     "ErrImageNeverPull",
-                    &format!("Container image \"{}\" is not present with pull policy of Never", plan.image),
+                    &format!(
+                        "Container image \"{}\" is not present with pull policy of Never",
+                        plan.image
+                    ),
                 )
             } else {
                 waiting(
                     "ErrImagePull",
-                    &format!("image {} is not on the test node, which has no registry to pull from", plan.image),
+                    &format!(
+                        "image {} is not on the test node, which has no registry to pull from",
+                        plan.image
+                    ),
                 )
             }));
         };
@@ -420,7 +460,11 @@ impl Worker {
                 t.reason = Some("ContainerCannotRun".into());
                 t.message = Some(status.message().to_string());
             }
-            let record = if init { &mut self.init[i] } else { &mut self.containers[i] };
+            let record = if init {
+                &mut self.init[i]
+            } else {
+                &mut self.containers[i]
+            };
             record.id = Some(id.clone());
             return Ok(Err(state));
         }
@@ -447,15 +491,27 @@ impl Worker {
     /// Reads the state of every container instance that runs, recording exits.
     async fn refresh(&mut self) -> Result<(), Error> {
         for init in [true, false] {
-            let count = if init { self.init.len() } else { self.containers.len() };
+            let count = if init {
+                self.init.len()
+            } else {
+                self.containers.len()
+            };
             for i in 0..count {
-                let record = if init { &self.init[i] } else { &self.containers[i] };
+                let record = if init {
+                    &self.init[i]
+                } else {
+                    &self.containers[i]
+                };
                 let (Some(id), true) = (record.id.clone(), record.running()) else {
                     continue;
                 };
                 let plan = record.plan.clone();
                 let state = self.container_state(&id, &plan).await?;
-                let record = if init { &mut self.init[i] } else { &mut self.containers[i] };
+                let record = if init {
+                    &mut self.init[i]
+                } else {
+                    &mut self.containers[i]
+                };
                 if state.terminated.is_some() || state.running.is_some() {
                     record.state = state;
                 }
@@ -465,7 +521,11 @@ impl Worker {
     }
 
     /// The Kubernetes state of container instance `id`.
-    async fn container_state(&self, id: &str, plan: &ContainerPlan) -> Result<ContainerState, Error> {
+    async fn container_state(
+        &self,
+        id: &str,
+        plan: &ContainerPlan,
+    ) -> Result<ContainerState, Error> {
         let response = self
             .shared
             .cri
@@ -479,7 +539,10 @@ impl Worker {
             .map_err(|e| Error::cri("ContainerStatus", e))?
             .into_inner();
         let Some(cri) = response.status else {
-            return Ok(waiting("ContainerUnknown", "the runtime returned no status"));
+            return Ok(waiting(
+                "ContainerUnknown",
+                "the runtime returned no status",
+            ));
         };
         if cri.state == i32::from(k8s_cri::v1::ContainerState::ContainerExited) {
             let record = self
@@ -489,7 +552,12 @@ impl Worker {
                 .find(|r| r.id.as_deref() == Some(id));
             let message_file = record.and_then(|r| r.message_file.clone());
             let log = self.plan.log_dir.join(&cri.log_path);
-            return Ok(status::terminated(&cri, message_file.as_deref(), plan.fallback_to_logs, &log));
+            return Ok(status::terminated(
+                &cri,
+                message_file.as_deref(),
+                plan.fallback_to_logs,
+                &log,
+            ));
         }
         Ok(status::running(&cri).unwrap_or_else(|| waiting("ContainerCreating", "")))
     }
@@ -593,19 +661,32 @@ impl Worker {
 }
 
 /// Why the kubelet refuses to start `plan` under `runAsNonRoot`, if it does.
-fn non_root_violation(plan: &ContainerPlan, image: &crate::cri::ImageInfo, pod: &PodPlan) -> Option<String> {
+fn non_root_violation(
+    plan: &ContainerPlan,
+    image: &crate::cri::ImageInfo,
+    pod: &PodPlan,
+) -> Option<String> {
     if !plan.run_as_non_root {
         return None;
     }
-    let who = format!("(pod: \"{}_{}({})\", container: {})", pod.name, pod.namespace, pod.uid, plan.name);
+    let who = format!(
+        "(pod: \"{}_{}({})\", container: {})",
+        pod.name, pod.namespace, pod.uid, plan.name
+    );
     match plan.run_as_user.or(image.uid) {
-        Some(0) if plan.run_as_user.is_some() => Some(format!("container's runAsUser breaks non-root policy {who}")),
-        Some(0) => Some(format!("container has runAsNonRoot and image will run as root {who}")),
+        Some(0) if plan.run_as_user.is_some() => Some(format!(
+            "container's runAsUser breaks non-root policy {who}"
+        )),
+        Some(0) => Some(format!(
+            "container has runAsNonRoot and image will run as root {who}"
+        )),
         Some(_) => None,
         None if !image.username.is_empty() => Some(format!(
             "container has runAsNonRoot and image has non-numeric user ({}), cannot verify user is non-root {who}",
             image.username
         )),
-        None => Some(format!("container has runAsNonRoot and image will run as root {who}")),
+        None => Some(format!(
+            "container has runAsNonRoot and image will run as root {who}"
+        )),
     }
 }

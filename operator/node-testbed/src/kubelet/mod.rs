@@ -101,7 +101,9 @@ impl Kubelet {
             unsupported.retain(|f| !f.starts_with("status"));
         }
         if !unsupported.is_empty() {
-            return Err(Error::Unsupported { fields: unsupported });
+            return Err(Error::Unsupported {
+                fields: unsupported,
+            });
         }
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
         if node.as_deref().is_some_and(|n| n != self.shared.node_name) {
@@ -230,7 +232,10 @@ impl PodHandle {
             status.and_then(|s| s.phase.as_deref()) == Some("Running")
                 && status
                     .and_then(|s| s.container_statuses.as_ref())
-                    .is_some_and(|cs| cs.iter().all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())))
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                    })
         })
         .await
     }
@@ -268,8 +273,9 @@ impl PodHandle {
             .map_err(|e| Error::cri("ContainerStatus", e))?
             .into_inner();
         let info = response.info.get("info").cloned().unwrap_or_default();
-        serde_json::from_str(&info)
-            .map_err(|e| Error::InvalidPod(format!("the runtime's info on {name} is not JSON: {e}")))
+        serde_json::from_str(&info).map_err(|e| {
+            Error::InvalidPod(format!("the runtime's info on {name} is not JSON: {e}"))
+        })
     }
 
     /// The host pid of container `name`'s current instance.

@@ -208,10 +208,19 @@ pub struct NodeDirs {
 pub fn plan(pod: &Pod, dirs: &NodeDirs) -> Result<PodPlan, Error> {
     let invalid = |what: &str| Error::InvalidPod(what.to_string());
     let meta = &pod.metadata;
-    let name = meta.name.clone().ok_or_else(|| invalid("metadata.name is missing"))?;
+    let name = meta
+        .name
+        .clone()
+        .ok_or_else(|| invalid("metadata.name is missing"))?;
     let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
-    let uid = meta.uid.clone().ok_or_else(|| invalid("metadata.uid is missing"))?;
-    let spec = pod.spec.as_ref().ok_or_else(|| invalid("spec is missing"))?;
+    let uid = meta
+        .uid
+        .clone()
+        .ok_or_else(|| invalid("metadata.uid is missing"))?;
+    let spec = pod
+        .spec
+        .as_ref()
+        .ok_or_else(|| invalid("spec is missing"))?;
     let mut unsupported = Vec::new();
 
     if spec.automount_service_account_token != Some(false) {
@@ -310,7 +319,11 @@ pub fn plan(pod: &Pod, dirs: &NodeDirs) -> Result<PodPlan, Error> {
             namespace: namespace.clone(),
             attempt: 0,
         }),
-        hostname: if host_network { String::new() } else { name.clone() },
+        hostname: if host_network {
+            String::new()
+        } else {
+            name.clone()
+        },
         log_directory: log_dir.display().to_string(),
         labels: sandbox_labels,
         annotations: meta
@@ -326,7 +339,11 @@ pub fn plan(pod: &Pod, dirs: &NodeDirs) -> Result<PodPlan, Error> {
                 run_as_user: pod_sc.run_as_user.map(|value| Int64Value { value }),
                 run_as_group: pod_sc.run_as_group.map(|value| Int64Value { value }),
                 privileged,
-                seccomp: Some(seccomp(pod_sc.seccomp_profile.as_ref(), "spec", &mut unsupported)),
+                seccomp: Some(seccomp(
+                    pod_sc.seccomp_profile.as_ref(),
+                    "spec",
+                    &mut unsupported,
+                )),
                 ..Default::default()
             }),
             ..Default::default()
@@ -372,7 +389,9 @@ pub fn plan(pod: &Pod, dirs: &NodeDirs) -> Result<PodPlan, Error> {
         active_deadline: spec
             .active_deadline_seconds
             .map(|s| Duration::from_secs(s.max(0) as u64)),
-        grace_period: spec.termination_grace_period_seconds.unwrap_or(GRACE_PERIOD),
+        grace_period: spec
+            .termination_grace_period_seconds
+            .unwrap_or(GRACE_PERIOD),
         volumes,
         pod_dir,
         log_dir,
@@ -443,7 +462,8 @@ fn container(
         })
         .collect();
     let resources = resources(c.resources.as_ref(), ctx.qos, ctx.memory_capacity);
-    let memory_limit = (resources.memory_limit_in_bytes > 0).then_some(resources.memory_limit_in_bytes);
+    let memory_limit =
+        (resources.memory_limit_in_bytes > 0).then_some(resources.memory_limit_in_bytes);
     let mut labels = ctx.labels.clone();
     labels.insert("io.kubernetes.container.name".into(), c.name.clone());
     let config = ContainerConfig {
@@ -491,7 +511,10 @@ fn container(
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         pull_policy: c.image_pull_policy.clone().unwrap_or_else(|| {
-            if c.image.as_deref().is_some_and(|i| i.ends_with(":latest") || !i.contains(':')) {
+            if c.image
+                .as_deref()
+                .is_some_and(|i| i.ends_with(":latest") || !i.contains(':'))
+            {
                 "Always".into()
             } else {
                 "IfNotPresent".into()
@@ -529,7 +552,9 @@ fn seccomp(
         Some("RuntimeDefault") => ProfileType::RuntimeDefault,
         None | Some("Unconfined") => ProfileType::Unconfined,
         Some(other) => {
-            unsupported.push(format!("{field}.securityContext.seccompProfile.type={other}"));
+            unsupported.push(format!(
+                "{field}.securityContext.seccompProfile.type={other}"
+            ));
             ProfileType::Unconfined
         }
     };
@@ -544,7 +569,9 @@ fn seccomp(
 fn requests_and_limits(
     resources: Option<&ResourceRequirements>,
 ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
-    let get = |map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
+    let get = |map: Option<
+        &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >| {
         map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
             .unwrap_or_default()
     };
@@ -566,7 +593,10 @@ fn resources(
     let cpu_request = requests.get("cpu").and_then(|q| quantity::millicores(q));
     let cpu_limit = limits.get("cpu").and_then(|q| quantity::millicores(q));
     let memory_request = requests.get("memory").and_then(|q| quantity::bytes(q));
-    let memory_limit = limits.get("memory").and_then(|q| quantity::bytes(q)).unwrap_or(0);
+    let memory_limit = limits
+        .get("memory")
+        .and_then(|q| quantity::bytes(q))
+        .unwrap_or(0);
     let oom_score_adj = match qos {
         QosClass::Guaranteed => -997,
         QosClass::BestEffort => 1000,

@@ -9,9 +9,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use k8s_cri::v1::ContainerState as CriState;
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated,
-};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateRunning, ContainerStateTerminated};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// The kubelet keeps at most this much of a termination-message file.

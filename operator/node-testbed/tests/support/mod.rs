@@ -54,7 +54,8 @@ pub fn binaries() -> &'static Binaries {
         };
         let agent = prebuilt("PROCSHOT_NODE_AGENT");
         assert_static(&agent);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nodebed-{}", std::process::id()));
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("nodebed-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sidecar/tests/fixtures");
         Binaries {
@@ -77,7 +78,11 @@ fn assert_static(binary: &Path) {
         .arg(binary)
         .output()
         .expect("readelf (binutils) checks that the agent is static");
-    assert!(output.status.success(), "{} is not an ELF file", binary.display());
+    assert!(
+        output.status.success(),
+        "{} is not an ELF file",
+        binary.display()
+    );
     assert!(
         !String::from_utf8_lossy(&output.stdout).contains("INTERP"),
         "{} is dynamically linked; the agent image needs the static musl build \
@@ -89,7 +94,17 @@ fn assert_static(binary: &Path) {
 /// `gcc -static` of a fixture, with its symbols (the stacks test names its functions).
 fn compile_static(source: &Path, binary: &Path) -> PathBuf {
     let status = Command::new("cc")
-        .args(["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wextra", "-Werror", "-pthread", "-static", "-o"])
+        .args([
+            "-O2",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pthread",
+            "-static",
+            "-o",
+        ])
         .arg(binary)
         .arg(source)
         .status()
@@ -108,7 +123,10 @@ fn build_go(source: &Path, binary: &Path) -> PathBuf {
         .env("CGO_ENABLED", "0")
         .env("GOPROXY", "off")
         .env("GOFLAGS", "-mod=mod")
-        .env("GOCACHE", Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"))
+        .env(
+            "GOCACHE",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"),
+        )
         .output()
         .expect("Go is needed for the Go fixture: apt-get install golang-go");
     assert!(
@@ -125,7 +143,8 @@ pub async fn start_node() -> Node {
     let bins = binaries();
     let mut agent = Image::distroless_static(AGENT_IMAGE, "", "/usr/local/bin/procshot");
     agent.add_binary(&bins.agent, "/usr/local/bin/procshot");
-    let mut fixture = Image::distroless_static(FIXTURE_IMAGE, "65532:65532", "/usr/local/bin/fixture");
+    let mut fixture =
+        Image::distroless_static(FIXTURE_IMAGE, "65532:65532", "/usr/local/bin/fixture");
     fixture.add_binary(&bins.fixture, "/usr/local/bin/fixture");
     fixture.add_binary(&bins.leaky, "/usr/local/bin/leaky");
     let node = Node::start(NodeConfig {
@@ -136,7 +155,11 @@ pub async fn start_node() -> Node {
     })
     .await
     .unwrap_or_else(|e| panic!("the test node did not start: {e}"));
-    eprintln!("test node {} runs {}", node.dir().display(), node.runtime_version());
+    eprintln!(
+        "test node {} runs {}",
+        node.dir().display(),
+        node.runtime_version()
+    );
     node
 }
 
@@ -193,7 +216,10 @@ pub fn pod_yaml(yaml: &str) -> Pod {
 
 /// Runs `pod` on `node` and waits until its containers run and the fixture is READY.
 pub async fn run_target(node: &Node, pod: Pod) -> PodHandle {
-    let target = node.kubelet().run(pod).expect("the stand-in runs the target pod");
+    let target = node
+        .kubelet()
+        .run(pod)
+        .expect("the stand-in runs the target pod");
     target.running(WAIT).await.expect("the target runs");
     let name = target.pod().spec.unwrap().containers[0].name.clone();
     target
@@ -201,7 +227,12 @@ pub async fn run_target(node: &Node, pod: Pod) -> PodHandle {
             target.log(&name, 0).iter().any(|l| l.starts_with("READY"))
         })
         .await
-        .unwrap_or_else(|e| panic!("the fixture did not get ready: {e}; log: {:?}", target.log(&name, 0)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "the fixture did not get ready: {e}; log: {:?}",
+                target.log(&name, 0)
+            )
+        });
     target
 }
 
@@ -243,7 +274,10 @@ pub fn render(session: &str, target: &Pod, flags: &[&str]) -> Pod {
 /// Runs the capture pod and waits until it ends; returns it and what the operator makes
 /// of it.
 pub async fn capture(node: &Node, capture_pod: Pod) -> (PodHandle, Pod, Observation) {
-    let handle = node.kubelet().run(capture_pod).expect("the stand-in runs the capture pod");
+    let handle = node
+        .kubelet()
+        .run(capture_pod)
+        .expect("the stand-in runs the capture pod");
     let done = handle.finished(WAIT).await.expect("the capture pod ends");
     let observation = observe(&done, "api");
     (handle, done, observation)
