@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_cri::v1::ContainerStatusRequest;
+use k8s_cri::v1::{ContainerStatusRequest, PodSandboxStatusRequest};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -286,6 +286,41 @@ impl PodHandle {
             .filter(|&pid| pid > 0)
             .map(|pid| pid as i32)
             .ok_or_else(|| Error::InvalidPod(format!("container {name} has no pid: {info}")))
+    }
+
+    /// The host pid of the pod's sandbox process (`pause`), whose namespaces (network,
+    /// IPC) the pod's containers share; waits (at most `timeout`) until the sandbox runs.
+    pub async fn sandbox_pid(&self, timeout: Duration) -> Result<i32, Error> {
+        let mut state = self.state.clone();
+        let sandbox = tokio::time::timeout(timeout, state.wait_for(|s| s.sandbox_id.is_some()))
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "the pod's sandbox".into(),
+                seconds: timeout.as_secs(),
+                last: String::new(),
+            })?
+            .map_err(|_| Error::InvalidPod("the pod worker ended before its sandbox ran".into()))?
+            .sandbox_id
+            .clone()
+            .expect("waited for it");
+        let response = self
+            .cri
+            .runtime
+            .clone()
+            .pod_sandbox_status(PodSandboxStatusRequest {
+                pod_sandbox_id: sandbox,
+                verbose: true,
+            })
+            .await
+            .map_err(|e| Error::cri("PodSandboxStatus", e))?
+            .into_inner();
+        let info: Value = serde_json::from_str(response.info.get("info").map_or("", String::as_str))
+            .map_err(|e| Error::InvalidPod(format!("the runtime's sandbox info is not JSON: {e}")))?;
+        info["pid"]
+            .as_i64()
+            .filter(|&pid| pid > 0)
+            .map(|pid| pid as i32)
+            .ok_or_else(|| Error::InvalidPod(format!("the sandbox has no pid: {info}")))
     }
 
     /// What container `name` wrote, from its CRI log `<restart>.log`.
