@@ -59,7 +59,10 @@ async fn stacks_kernel_stacks_and_a_core_dump_run_in_the_rendered_capture_pod() 
     assert_eq!(caps, ["DAC_READ_SEARCH", "SYS_PTRACE"]);
     let (handle, _done, observation) = capture(&node, capture_pod).await;
     assert_eq!(observation.phase, Phase::Succeeded, "{observation:?}");
-    assert_eq!(observation.message, None, "a complete capture: {observation:?}");
+    assert_eq!(
+        observation.message, None,
+        "a complete capture: {observation:?}"
+    );
 
     let dir = volume(&handle, "work").join("capture");
     let stacks = std::fs::read_to_string(dir.join("stacks.txt")).expect("stacks.txt");

@@ -26,7 +26,9 @@ struct Garage {
 
 impl Garage {
     fn binary() -> PathBuf {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
         let cache = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join(".cache"));
@@ -79,8 +81,18 @@ api_bind_addr = "127.0.0.1:3900"
             .expect("nsenter (util-linux) starts garage");
         let garage = Self { dir, netns, server };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !garage.command(&["status"]).output().unwrap().status.success() {
-            assert!(Instant::now() < deadline, "garage did not answer: {}", garage.log());
+        while !garage
+            .command(&["status"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "garage did not answer: {}",
+                garage.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let node = garage.cli(&["node", "id", "-q"]);
@@ -89,7 +101,9 @@ api_bind_addr = "127.0.0.1:3900"
         garage.cli(&["layout", "apply", "--version", "1"]);
         garage.cli(&["key", "import", "--yes", "-n", "procshot", KEY_ID, SECRET]);
         garage.cli(&["bucket", "create", BUCKET]);
-        garage.cli(&["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID]);
+        garage.cli(&[
+            "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID,
+        ]);
         garage
     }
 
@@ -103,7 +117,11 @@ api_bind_addr = "127.0.0.1:3900"
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = in_netns(&self.netns);
-        command.arg(Self::binary()).arg("-c").arg(self.config()).args(args);
+        command
+            .arg(Self::binary())
+            .arg("-c")
+            .arg(self.config())
+            .args(args);
         command
     }
 
@@ -155,7 +173,10 @@ async fn the_capture_is_uploaded_with_the_output_secret_from_envfrom() {
         ],
     );
     let env_from = &capture_pod.spec.as_ref().unwrap().containers[0].env_from;
-    assert!(env_from.is_some(), "the rendered pod takes the Secret through envFrom");
+    assert!(
+        env_from.is_some(),
+        "the rendered pod takes the Secret through envFrom"
+    );
     let handle = node.kubelet().run(capture_pod).unwrap();
     let pause = handle.sandbox_pid(WAIT).await.unwrap();
     // The capture uploads after its samples and retries an unreachable endpoint, so
@@ -165,19 +186,34 @@ async fn the_capture_is_uploaded_with_the_output_secret_from_envfrom() {
         .unwrap();
     let done = handle.finished(WAIT).await.unwrap();
     let observation = procshot_operator::controller::observe::observe(&done, "api");
-    assert_eq!(observation.phase, Phase::Succeeded, "{observation:?}; garage: {}", garage.log());
+    assert_eq!(
+        observation.phase,
+        Phase::Succeeded,
+        "{observation:?}; garage: {}",
+        garage.log()
+    );
     assert_eq!(observation.reason, None, "{observation:?}");
-    let names: Vec<&str> = observation.artifacts.iter().map(|a| a.name.as_str()).collect();
-    assert!(names.contains(&"manifest.json") && names.contains(&"fds.json"), "{names:?}");
+    let names: Vec<&str> = observation
+        .artifacts
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&"manifest.json") && names.contains(&"fds.json"),
+        "{names:?}"
+    );
     for artifact in &observation.artifacts {
         assert!(
-            artifact.url.starts_with("s3://evidence/incidents/shop/api-incident/"),
+            artifact
+                .url
+                .starts_with("s3://evidence/incidents/shop/api-incident/"),
             "{artifact:?}"
         );
     }
     let info = garage.cli(&["bucket", "info", BUCKET]);
     assert!(
-        info.lines().any(|l| l.contains("Objects") && !l.trim_end().ends_with(" 0")),
+        info.lines()
+            .any(|l| l.contains("Objects") && !l.trim_end().ends_with(" 0")),
         "the bucket holds the upload: {info}"
     );
     drop(garage);

@@ -12,10 +12,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_pod_without_its_capabilities_fails_and_says_which() {
     let node = start_node().await;
-    // A target with 15,000 open fds: describing them takes the capture some MiB.
-    let mut pod = target_pod(&node);
-    pod.spec.as_mut().unwrap().containers[0].args = Some(vec!["many-fds".into(), "15000".into()]);
-    let target = run_target(&node, pod).await;
+    let target = run_target(&node, target_pod(&node)).await;
     let mut capture_pod = render(
         &session("  samples: 1\n  timeout: 1m\n"),
         &target.pod(),
@@ -42,10 +39,7 @@ async fn a_capture_pod_without_its_capabilities_fails_and_says_which() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_that_restarts_during_the_capture_gives_a_partial_capture() {
     let node = start_node().await;
-    // A target with 15,000 open fds: describing them takes the capture some MiB.
-    let mut pod = target_pod(&node);
-    pod.spec.as_mut().unwrap().containers[0].args = Some(vec!["many-fds".into(), "15000".into()]);
-    let target = run_target(&node, pod).await;
+    let target = run_target(&node, target_pod(&node)).await;
     let first_pid = target.pid("api").await.unwrap();
     let first_id = target.state().container_ids["api"].clone();
     let capture_pod = render(

@@ -280,12 +280,10 @@ impl PodHandle {
 
     /// The host pid of container `name`'s current instance.
     pub async fn pid(&self, name: &str) -> Result<i32, Error> {
-        let info = self.runtime_info(name).await?;
-        info["pid"]
-            .as_i64()
-            .filter(|&pid| pid > 0)
-            .map(|pid| pid as i32)
-            .ok_or_else(|| Error::InvalidPod(format!("container {name} has no pid: {info}")))
+        pid_in(
+            &self.runtime_info(name).await?,
+            &format!("container {name}"),
+        )
     }
 
     /// The host pid of the pod's sandbox process (`pause`), whose namespaces (network,
@@ -314,13 +312,11 @@ impl PodHandle {
             .await
             .map_err(|e| Error::cri("PodSandboxStatus", e))?
             .into_inner();
-        let info: Value = serde_json::from_str(response.info.get("info").map_or("", String::as_str))
-            .map_err(|e| Error::InvalidPod(format!("the runtime's sandbox info is not JSON: {e}")))?;
-        info["pid"]
-            .as_i64()
-            .filter(|&pid| pid > 0)
-            .map(|pid| pid as i32)
-            .ok_or_else(|| Error::InvalidPod(format!("the sandbox has no pid: {info}")))
+        let info: Value = serde_json::from_str(
+            response.info.get("info").map_or("", String::as_str),
+        )
+        .map_err(|e| Error::InvalidPod(format!("the runtime's sandbox info is not JSON: {e}")))?;
+        pid_in(&info, "the sandbox")
     }
 
     /// What container `name` wrote, from its CRI log `<restart>.log`.
@@ -349,4 +345,13 @@ impl PodHandle {
             }),
         }
     }
+}
+
+/// The `pid` in the runtime's verbose info on a container or sandbox.
+fn pid_in(info: &Value, what: &str) -> Result<i32, Error> {
+    info["pid"]
+        .as_i64()
+        .filter(|&pid| pid > 0)
+        .map(|pid| pid as i32)
+        .ok_or_else(|| Error::InvalidPod(format!("{what} has no pid: {info}")))
 }

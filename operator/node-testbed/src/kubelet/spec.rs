@@ -626,7 +626,7 @@ fn qos_class(containers: &[&Container]) -> QosClass {
             any = true;
         }
         for resource in ["cpu", "memory"] {
-            if limits.get(resource).is_none() || requests.get(resource) != limits.get(resource) {
+            if !limits.contains_key(resource) || requests.get(resource) != limits.get(resource) {
                 guaranteed = false;
             }
         }
