@@ -26,7 +26,7 @@ test-deps:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 test: test-deps lint
 	scripts/run-tests.sh
