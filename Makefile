@@ -3,11 +3,12 @@
 CARGO ?= cargo
 PROCSHOT := target/release/procshot
 
-.PHONY: help build demo test test-deps lint bench crds e2e clean
+.PHONY: help build demo test test-node test-deps lint bench crds e2e clean
 
 help:
 	@echo "make demo   build, capture a bundled leaking process (3 samples) and print its findings"
 	@echo "make test   install what the tests need, then lint and run every test (needs root)"
+	@echo "make test-node  only the node test bed: capture pods run by containerd through a kubelet stand-in (needs root)"
 	@echo "make bench  procshot side by side with lsof, ls and a C floor (20,000 fds), with the AWS CLI (1 GiB upload to Garage), with curl (100,000 goroutines), with gdb and eu-stack (stacks of 10-1,000 threads), and with gcore (core dumps of 256 MiB and 1 GiB)"
 	@echo "make build  build the release binary ($(PROCSHOT))"
 	@echo "make crds   regenerate crds/debugsession.yaml from the operator's types"
@@ -25,10 +26,14 @@ test-deps:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 test: test-deps lint
 	scripts/run-tests.sh
+
+test-node: test-deps
+	exports=$$(scripts/build-node-testbed.sh) && eval "$$exports" && \
+		$(CARGO) test --locked -p procshot-node-testbed
 
 bench: build
 	scripts/install-bench-deps.sh

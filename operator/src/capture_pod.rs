@@ -59,7 +59,8 @@ pub fn capabilities(captures: &[CaptureKind], config: &OperatorConfig) -> Vec<&'
         match capture {
             CaptureKind::Fds => caps.extend(["SYS_PTRACE", "DAC_READ_SEARCH"]),
             CaptureKind::Threads => {
-                caps.insert("SYS_PTRACE");
+                // A task's syscall and stack files are 0400, owned by the target's user.
+                caps.extend(["SYS_PTRACE", "DAC_READ_SEARCH"]);
                 if config.kernel_stacks {
                     caps.insert("SYS_ADMIN");
                 }

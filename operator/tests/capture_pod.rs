@@ -187,11 +187,11 @@ fn capabilities_follow_the_requested_captures() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&[&str], &[&str], &[&str]); 7] = [
         (&["fds"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
-        (&["threads"], &[], &["SYS_PTRACE"]),
+        (&["threads"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
         (
             &["threads"],
             &["--kernel-stacks"],
-            &["SYS_ADMIN", "SYS_PTRACE"],
+            &["DAC_READ_SEARCH", "SYS_ADMIN", "SYS_PTRACE"],
         ),
         (&["memory"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
         (&["stacks"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),

@@ -147,7 +147,7 @@ fn read_kernel_stack(task: &Task) -> KernelStack {
         Err(e) => KernelStack::Unavailable {
             reason: match e {
                 procfs::ProcError::PermissionDenied(_) => {
-                    "permission denied: kernel stacks need CAP_SYS_ADMIN (root on the node)".to_string()
+                    "permission denied: kernel stacks need CAP_SYS_ADMIN, and CAP_DAC_READ_SEARCH for another user's process (root on the node)".to_string()
                 }
                 procfs::ProcError::NotFound(_) => {
                     "this kernel has no /proc/PID/task/TID/stack (CONFIG_STACKTRACE off), or the thread exited".to_string()

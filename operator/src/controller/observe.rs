@@ -158,18 +158,26 @@ fn termination_message(container: &ContainerStatus) -> Option<String> {
 fn failed_termination(container: &ContainerStatus) -> Option<String> {
     let terminated = container.state.as_ref()?.terminated.as_ref()?;
     (terminated.exit_code != 0).then(|| {
-        terminated
+        let message = terminated
             .message
             .clone()
             .map(|m| m.trim().to_string())
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| {
-                format!(
-                    "exit code {} ({})",
-                    terminated.exit_code,
-                    terminated.reason.clone().unwrap_or_default()
-                )
-            })
+            .filter(|m| !m.is_empty());
+        match (terminated.reason.as_deref(), message) {
+            // The message is then only the end of the log (FallbackToLogsOnError).
+            (Some("OOMKilled"), message) => format!(
+                "the {} container went over its memory limit and was OOM-killed (exit code {}); its last output: {}",
+                container.name,
+                terminated.exit_code,
+                message.unwrap_or_default()
+            ),
+            (_, Some(message)) => message,
+            (reason, None) => format!(
+                "exit code {} ({})",
+                terminated.exit_code,
+                reason.unwrap_or_default()
+            ),
+        }
     })
 }
 
