@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use procshot_api::{Outcome, TerminationSummary};
 
 use crate::api::{Artifact, CaptureCounts, Phase, SessionFinding, TargetStatus};
@@ -122,10 +122,10 @@ impl Observation {
     }
 }
 
-/// Reads a capture pod of target pod `target_pod`.
+/// Reads a capture pod of target pod `target_pod`: a container that cannot start, then
+/// `locate`'s failure, then the capture's summary, then the pod's phase.
 pub fn observe(pod: &Pod, target_pod: &str) -> Observation {
     let status = pod.status.clone().unwrap_or_default();
-    let phase = status.phase.as_deref().unwrap_or("Pending");
     let capture = status
         .container_statuses
         .iter()
@@ -136,21 +136,12 @@ pub fn observe(pod: &Pod, target_pod: &str) -> Observation {
         .iter()
         .flatten()
         .find(|c| c.name == LOCATE_CONTAINER);
-
-    for container in [locate, capture].into_iter().flatten() {
-        if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            let reason = waiting.reason.as_deref().unwrap_or_default();
-            if FATAL_WAITING_REASONS.contains(&reason) {
-                return Observation::failed(
-                    FailureReason::CapturePodFailed,
-                    format!(
-                        "the capture pod cannot start its {} container: {reason}: {} (check the operator's agent image)",
-                        container.name,
-                        waiting.message.as_deref().unwrap_or_default()
-                    ),
-                );
-            }
-        }
+    if let Some(observation) = [locate, capture]
+        .into_iter()
+        .flatten()
+        .find_map(cannot_start)
+    {
+        return observation;
     }
     if let Some(message) = locate.and_then(failed_termination) {
         return Observation::failed(
@@ -164,7 +155,28 @@ pub fn observe(pod: &Pod, target_pod: &str) -> Observation {
     {
         return from_summary(summary, target_pod);
     }
-    match phase {
+    from_phase(&status, capture)
+}
+
+/// A container waiting for a reason that never clears (its image cannot be pulled, …).
+fn cannot_start(container: &ContainerStatus) -> Option<Observation> {
+    let waiting = container.state.as_ref()?.waiting.as_ref()?;
+    let reason = waiting.reason.as_deref().unwrap_or_default();
+    FATAL_WAITING_REASONS.contains(&reason).then(|| {
+        Observation::failed(
+            FailureReason::CapturePodFailed,
+            format!(
+                "the capture pod cannot start its {} container: {reason}: {} (check the operator's agent image)",
+                container.name,
+                waiting.message.as_deref().unwrap_or_default()
+            ),
+        )
+    })
+}
+
+/// What the pod's phase says when no container said more.
+fn from_phase(status: &PodStatus, capture: Option<&ContainerStatus>) -> Observation {
+    match status.phase.as_deref().unwrap_or("Pending") {
         "Failed" => {
             let reason = status.reason.as_deref().unwrap_or_default();
             let detail = status.message.clone().unwrap_or_default();
@@ -173,12 +185,17 @@ pub fn observe(pod: &Pod, target_pod: &str) -> Observation {
                     FailureReason::DeadlineExceeded,
                     "the capture did not finish within spec.timeout: raise spec.timeout or lower spec.samples".into(),
                 ),
-                "Evicted" => Observation::failed(FailureReason::CapturePodEvicted, format!("the capture pod was evicted: {detail}")),
+                "Evicted" => Observation::failed(
+                    FailureReason::CapturePodEvicted,
+                    format!("the capture pod was evicted: {detail}"),
+                ),
                 _ => Observation::failed(
                     FailureReason::CaptureFailed,
-                    capture
-                        .and_then(failed_termination)
-                        .unwrap_or_else(|| format!("the capture pod failed: {reason} {detail}").trim().to_string()),
+                    capture.and_then(failed_termination).unwrap_or_else(|| {
+                        format!("the capture pod failed: {reason} {detail}")
+                            .trim()
+                            .to_string()
+                    }),
                 ),
             }
         }
