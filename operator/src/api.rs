@@ -294,6 +294,9 @@ pub struct TargetStatus {
 /// Headline numbers of a capture's last sample, as the capture pod reports them.
 pub use procshot_api::Counts as CaptureCounts;
 
+/// How serious a finding is, and its stable code, as the capture engine defines them.
+pub use procshot_api::{FindingCode, Severity};
+
 /// A finding about one target.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -301,9 +304,9 @@ pub struct SessionFinding {
     /// The pod it is about.
     pub pod: String,
     /// `info`, `warning` or `critical`.
-    pub severity: String,
+    pub severity: Severity,
     /// Stable code (`FD_GROWTH`, …).
-    pub code: String,
+    pub code: FindingCode,
     /// One sentence with the numbers.
     pub message: String,
 }

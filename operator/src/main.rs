@@ -1,31 +1,31 @@
-//! `procshot-operator`: run the controller, print the CRD, or render the capture pod the
-//! operator would create for a session and target (no cluster needed).
+//! `procshot-operator`: run the controller, print the CRD or its field reference, or
+//! render the capture pod the operator would create for a session and target (no cluster
+//! needed).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, CustomResourceExt, ResourceExt};
+use tokio::task::JoinHandle;
 
-use procshot_operator::api::{CaptureKind, DebugSession};
-use procshot_operator::capture_pod::{
-    self, COMPONENT_SELECTOR, SESSION_NAME_LABEL, SESSION_NAMESPACE_LABEL,
-};
-use procshot_operator::config::OperatorConfig;
+use procshot_operator::api::DebugSession;
+use procshot_operator::capture_pod::{self, SESSION_NAME_LABEL, SESSION_NAMESPACE_LABEL};
+use procshot_operator::config::{ConfigArgs, OperatorConfig};
 use procshot_operator::controller::{self, Context};
 use procshot_operator::http::{self, HttpState};
 use procshot_operator::metrics::Metrics;
-use procshot_operator::plan::{CapturePlan, CaptureTarget};
+use procshot_operator::plan::{CapturePlan, CaptureTarget, Refusal};
 
 /// The procshot operator: captures evidence from pods named by DebugSession resources.
 #[derive(Parser)]
@@ -58,96 +58,6 @@ enum Command {
 }
 
 #[derive(clap::Args)]
-struct ConfigArgs {
-    /// Namespace of the capture pods.
-    #[arg(long, env = "PROCSHOT_NAMESPACE", default_value = "procshot-system")]
-    namespace: String,
-    /// Image with the procshot binary, run by capture pods.
-    #[arg(long, env = "PROCSHOT_AGENT_IMAGE")]
-    agent_image: Option<String>,
-    /// Captures sessions may ask for (policy), comma-separated.
-    #[arg(long, env = "PROCSHOT_ALLOWED_CAPTURES", value_delimiter = ',', default_value = "fds,threads,memory,stacks,goroutines", value_parser = parse_capture)]
-    allowed_captures: Vec<CaptureKind>,
-    /// The longest spec.timeout allowed.
-    #[arg(long, env = "PROCSHOT_MAX_TIMEOUT", default_value = "30m", value_parser = humantime::parse_duration)]
-    max_timeout: Duration,
-    /// Capture pods allowed at once on one node.
-    #[arg(long, env = "PROCSHOT_MAX_CAPTURES_PER_NODE", default_value_t = 2)]
-    max_captures_per_node: usize,
-    /// Let thread captures read kernel stacks (adds CAP_SYS_ADMIN to capture pods).
-    #[arg(long, env = "PROCSHOT_KERNEL_STACKS")]
-    kernel_stacks: bool,
-    /// The largest core dump sessions may ask for (memory of the process): 512Mi, 4Gi, ….
-    #[arg(long, env = "PROCSHOT_CORE_MAX_BYTES", default_value = "4Gi", value_parser = parse_size)]
-    core_max_bytes: u64,
-    /// Where captures go when a session names no output: s3://bucket/prefix or
-    /// pvc://claim/path (default: not uploaded).
-    #[arg(long, env = "PROCSHOT_DEFAULT_OUTPUT")]
-    default_output: Option<String>,
-    /// Endpoint of the default output's S3-compatible server.
-    #[arg(long, env = "PROCSHOT_DEFAULT_OUTPUT_ENDPOINT")]
-    default_output_endpoint: Option<String>,
-    /// Region of the default output's bucket.
-    #[arg(long, env = "PROCSHOT_DEFAULT_OUTPUT_REGION")]
-    default_output_region: Option<String>,
-    /// Secret in the capture namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for
-    /// S3 outputs that name no secret.
-    #[arg(
-        long,
-        env = "PROCSHOT_OUTPUT_SECRET",
-        default_value = "procshot-output"
-    )]
-    output_secret: String,
-    /// Other Secrets sessions may name in spec.output.s3.secretName, comma-separated.
-    #[arg(long, env = "PROCSHOT_ALLOWED_OUTPUT_SECRETS", value_delimiter = ',')]
-    allowed_output_secrets: Vec<String>,
-}
-
-impl ConfigArgs {
-    fn into_config(self) -> anyhow::Result<OperatorConfig> {
-        let defaults = OperatorConfig::default();
-        let default_output = self
-            .default_output
-            .as_deref()
-            .map(|url| {
-                procshot_operator::config::parse_output(
-                    url,
-                    self.default_output_endpoint.clone(),
-                    self.default_output_region.clone(),
-                )
-            })
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("--default-output: {e}"))?;
-        Ok(OperatorConfig {
-            namespace: self.namespace,
-            agent_image: self.agent_image.unwrap_or(defaults.agent_image),
-            allowed_captures: self.allowed_captures.into_iter().collect(),
-            max_timeout: self.max_timeout,
-            max_captures_per_node: self.max_captures_per_node.max(1),
-            kernel_stacks: self.kernel_stacks,
-            core_max_bytes: self.core_max_bytes,
-            default_output,
-            output_secret: self.output_secret,
-            allowed_output_secrets: self
-                .allowed_output_secrets
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect(),
-        })
-    }
-}
-
-fn parse_capture(text: &str) -> Result<CaptureKind, String> {
-    text.parse()
-        .map_err(|e: procshot_api::kind::UnknownCaptureKind| e.to_string())
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    procshot_operator::plan::parse_quantity(text)
-        .ok_or_else(|| format!("{text:?} is not a size: write it like 512Mi or 4Gi"))
-}
-
-#[derive(clap::Args)]
 struct RunArgs {
     #[command(flatten)]
     config: ConfigArgs,
@@ -169,9 +79,10 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Crd => print_crd(),
+    let result = match Cli::parse().command {
+        Command::Crd => serde_saphyr::to_string(&DebugSession::crd())
+            .context("serializing the CRD")
+            .map(|crd| print!("{crd}")),
         Command::Reference => {
             let crd = serde_json::to_value(DebugSession::crd()).expect("the CRD serializes");
             print!("{}", procshot_operator::reference::markdown(&crd));
@@ -181,9 +92,7 @@ fn main() -> ExitCode {
             session,
             target_pod,
             config,
-        } => config
-            .into_config()
-            .and_then(|config| render(&session, &target_pod, &config)),
+        } => config_from(config).and_then(|config| render(&session, &target_pod, &config)),
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(run(args))),
@@ -197,20 +106,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_crd() -> anyhow::Result<()> {
-    print!(
-        "{}",
-        serde_saphyr::to_string(&DebugSession::crd()).context("serializing the CRD")?
-    );
-    Ok(())
+fn config_from(flags: ConfigArgs) -> anyhow::Result<OperatorConfig> {
+    flags.into_config().map_err(anyhow::Error::msg)
 }
 
-fn render(
-    session_file: &PathBuf,
-    pod_file: &PathBuf,
-    config: &OperatorConfig,
-) -> anyhow::Result<()> {
-    let read = |path: &PathBuf| {
+/// Validates and builds as the controller does, from files: the session (its namespace
+/// defaults to the pod's) and its target pod.
+fn render(session_file: &Path, pod_file: &Path, config: &OperatorConfig) -> anyhow::Result<()> {
+    let read = |path: &Path| {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     };
     let mut session: DebugSession = serde_saphyr::from_str(&read(session_file)?)
@@ -220,10 +123,10 @@ fn render(
     if session.metadata.namespace.is_none() {
         session.metadata.namespace = pod.metadata.namespace.clone();
     }
-    let plan = CapturePlan::from_session(&session, config)
-        .map_err(|r| anyhow::anyhow!("{}: {}", r.reason, r.message))?;
-    let target = CaptureTarget::from_pod(&pod, session.spec.target.container.as_deref())
-        .map_err(|r| anyhow::anyhow!("{}: {}", r.reason, r.message))?;
+    let refused = |r: Refusal| anyhow::anyhow!("{}: {}", r.reason, r.message);
+    let plan = CapturePlan::from_session(&session, config).map_err(refused)?;
+    let target =
+        CaptureTarget::from_pod(&pod, session.spec.target.container.as_deref()).map_err(refused)?;
     let capture_pod = capture_pod::build(&session, &plan, &target, config);
     print!(
         "{}",
@@ -232,14 +135,10 @@ fn render(
     Ok(())
 }
 
+/// Runs the controller until a signal, a lost lease or a stopped HTTP server.
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let config = args.config.into_config()?;
+    init_tracing();
+    let config = config_from(args.config.clone())?;
     let client = Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;
@@ -247,7 +146,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let state = HttpState {
         metrics: metrics.clone(),
         ready: Arc::new(AtomicBool::new(false)),
-        sessions: Arc::new(std::sync::OnceLock::new()),
+        sessions: Arc::new(OnceLock::new()),
     };
     let http = tokio::spawn(http::serve(args.http_addr, state.clone()));
     tracing::info!(addr = %args.http_addr, namespace = %config.namespace, "procshot-operator starting");
@@ -256,50 +155,83 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(|| format!("procshot-operator-{}", std::process::id()));
-    let mut lease_task = None;
-    let lost_leadership = if args.no_leader_election {
-        futures::future::pending::<()>().boxed()
-    } else {
-        let manager =
-            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-                .with_namespace(args.lease_namespace.as_deref().unwrap_or(&config.namespace))
-                .with_identity(&identity)
-                .build()
-                .await
-                .context("setting up leader election")?;
-        let (mut leader, task) = manager.watch().await;
-        lease_task = Some(task);
-        state.ready.store(true, Ordering::Relaxed); // a standby replica is healthy and ready
-        tracing::info!(%identity, lease = %args.lease_name, "waiting to become the leader");
-        while !*leader.borrow_and_update() {
-            leader.changed().await.context("leader election stopped")?;
-        }
-        tracing::info!(%identity, "became the leader");
-        async move {
-            while *leader.borrow_and_update() {
-                if leader.changed().await.is_err() {
-                    break;
-                }
+    let leadership = lead(&args, &identity, &client, &config, &state).await?;
+    let ctx = Arc::new(Context::new(client, config, metrics, Some(identity)));
+    let outcome = tokio::select! {
+        () = control(ctx, &state) => Ok(()),
+        () = leadership.lost => Err(anyhow::anyhow!("lost the leader lease: exiting so that another replica takes over")),
+        result = http => Err(anyhow::anyhow!("the HTTP server stopped: {result:?}")),
+    };
+    // Dropping the leadership watch makes the lease manager release the Lease, so that a
+    // standby takes over at once instead of waiting for it to expire.
+    if let Some(task) = leadership.lease_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    }
+    tracing::info!("controller stopped");
+    outcome
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// This replica's leadership: a future that ends when it is lost, and the task that
+/// holds the Lease (released when the leadership watch is dropped).
+struct Leadership {
+    lost: BoxFuture<'static, ()>,
+    lease_task: Option<JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>>,
+}
+
+/// Waits until this replica holds the leader Lease (at once without leader election).
+async fn lead(
+    args: &RunArgs,
+    identity: &str,
+    client: &Client,
+    config: &OperatorConfig,
+    state: &HttpState,
+) -> anyhow::Result<Leadership> {
+    if args.no_leader_election {
+        return Ok(Leadership {
+            lost: futures::future::pending().boxed(),
+            lease_task: None,
+        });
+    }
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(args.lease_namespace.as_deref().unwrap_or(&config.namespace))
+        .with_identity(identity)
+        .build()
+        .await
+        .context("setting up leader election")?;
+    let (mut leader, task) = manager.watch().await;
+    state.ready.store(true, Ordering::Relaxed); // a standby replica is healthy and ready
+    tracing::info!(%identity, lease = %args.lease_name, "waiting to become the leader");
+    while !*leader.borrow_and_update() {
+        leader.changed().await.context("leader election stopped")?;
+    }
+    tracing::info!(%identity, "became the leader");
+    let lost = async move {
+        while *leader.borrow_and_update() {
+            if leader.changed().await.is_err() {
+                break;
             }
         }
-        .boxed()
     };
+    Ok(Leadership {
+        lost: lost.boxed(),
+        lease_task: Some(task),
+    })
+}
 
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "procshot-operator".into(),
-                instance: Some(identity),
-            },
-        ),
-        config: config.clone(),
-        metrics,
-        failures: Default::default(),
-    });
-    let sessions = Api::<DebugSession>::all(client.clone());
-    let capture_pods = Api::<Pod>::namespaced(client.clone(), &config.namespace);
+/// Runs the controller over every DebugSession, woken by its capture pods, until a
+/// signal; marks the operator ready once the session cache synced.
+async fn control(ctx: Arc<Context>, state: &HttpState) {
+    let sessions = Api::<DebugSession>::all(ctx.client.clone());
+    let capture_pods = Api::<Pod>::namespaced(ctx.client.clone(), &ctx.config.namespace);
     let controller = Controller::new(sessions, watcher::Config::default().any_semantic());
     let store = controller.store();
     let _ = state.sessions.set(store.clone());
@@ -309,10 +241,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             ready.store(true, Ordering::Relaxed);
         }
     });
-    let run = controller
+    controller
         .watches(
             capture_pods,
-            watcher::Config::default().labels(COMPONENT_SELECTOR),
+            watcher::Config::default().labels_from(&capture_pod::capture_pods()),
             |pod| {
                 let labels = pod.labels();
                 Some(
@@ -327,17 +259,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile did not complete");
             }
-        });
-    let outcome = tokio::select! {
-        () = run => Ok(()),
-        () = lost_leadership => Err(anyhow::anyhow!("lost the leader lease: exiting so that another replica takes over")),
-        result = http => Err(anyhow::anyhow!("the HTTP server stopped: {result:?}")),
-    };
-    // Dropping the leadership watch makes the lease manager release the Lease, so that a
-    // standby takes over at once instead of waiting for it to expire.
-    if let Some(task) = lease_task {
-        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
-    }
-    tracing::info!("controller stopped");
-    outcome
+        })
+        .await;
 }

@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use k8s_openapi::api::core::v1::Pod;
+use procshot_api::{CaptureArgs, LocateArgs};
+use procshot_operator::api::DebugSession;
+use procshot_operator::config::ConfigArgs;
+use procshot_operator::plan::{CapturePlan, CaptureTarget, Destination};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -54,9 +58,8 @@ fn render_ok(dir: &Path, name: &str, session: &str, flags: &[&str]) -> (PathBuf,
 /// Every capture the operator knows, allowed by the render flags below.
 const ALL_CAPTURES: &str = "--allowed-captures=fds,threads,memory,stacks,goroutines,core";
 
-/// Renders the capture pod for the fixture session with `capture` and extra flags (a
-/// session capturing goroutines names its pprof port).
-fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
+/// The fixture session capturing `capture` (with goroutines, it names its pprof port).
+fn session_capturing(capture: &[&str]) -> String {
     let mut session = fixture_session().replace(
         "capture: [fds, threads, memory]",
         &format!("capture: [{}]", capture.join(", ")),
@@ -64,6 +67,34 @@ fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
     if capture.contains(&"goroutines") {
         session.push_str("  goPprof: {port: 6060}\n");
     }
+    session
+}
+
+/// Every combination of captures, each with the flags that allow it (every other one
+/// with kernel stacks).
+fn every_combination() -> Vec<(Vec<&'static str>, &'static [&'static str])> {
+    let kinds = ["fds", "threads", "memory", "stacks", "goroutines", "core"];
+    (1..(1u32 << kinds.len()))
+        .map(|mask| {
+            let captures: Vec<&str> = kinds
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, k)| *k)
+                .collect();
+            let flags: &[&str] = if mask % 2 == 0 {
+                &[ALL_CAPTURES, "--kernel-stacks"]
+            } else {
+                &[ALL_CAPTURES]
+            };
+            (captures, flags)
+        })
+        .collect()
+}
+
+/// Renders the capture pod for the fixture session with `capture` and extra flags.
+fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
+    let session = session_capturing(capture);
     let name: String = format!("{}-{}", capture.join("-"), flags.join(""))
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
@@ -73,8 +104,13 @@ fn render(dir: &Path, capture: &[&str], flags: &[&str]) -> (PathBuf, Pod) {
 
 /// Renders the fixture session with an `output:` block and extra operator flags.
 fn render_with_output(dir: &Path, output: &str, flags: &[&str]) -> (PathBuf, Pod) {
-    let session = format!("{}  output:\n{output}", fixture_session());
+    let session = session_with_output(output);
     render_ok(dir, &format!("output-{}", output.len()), &session, flags)
+}
+
+/// The fixture session with an `output:` block.
+fn session_with_output(output: &str) -> String {
+    format!("{}  output:\n{output}", fixture_session())
 }
 
 /// Validates manifests with `kubernetes-validate --strict` for Kubernetes 1.29 and 1.37.
@@ -250,23 +286,11 @@ fn render_refuses_what_the_controller_refuses() {
 #[test]
 fn every_generated_manifest_is_valid_kubernetes() {
     let dir = tempfile::tempdir().unwrap();
-    let kinds = ["fds", "threads", "memory", "stacks", "goroutines", "core"];
     let mut files = vec![PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../crds/debugsession.yaml"
     ))];
-    for mask in 1..(1u32 << kinds.len()) {
-        let captures: Vec<&str> = kinds
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask & (1 << i) != 0)
-            .map(|(_, k)| *k)
-            .collect();
-        let flags: &[&str] = if mask % 2 == 0 {
-            &[ALL_CAPTURES, "--kernel-stacks"]
-        } else {
-            &[ALL_CAPTURES]
-        };
+    for (captures, flags) in every_combination() {
         files.push(render(dir.path(), &captures, flags).0);
     }
     validate(&files);
@@ -527,4 +551,126 @@ fn the_operators_default_output_applies_and_secrets_follow_the_policy() {
             .status
             .success()
     );
+}
+
+/// Parses the rendered pod's `locate` and `capture` arguments back with the sidecar's own
+/// parsers and checks them against what the plan of `session` under `flags` asks for.
+fn assert_arguments_follow_the_plan(pod: &Pod, session: &str, flags: &[&str]) {
+    let session: DebugSession = serde_saphyr::from_str(session).unwrap();
+    let config = ConfigArgs::from_flags(flags)
+        .unwrap()
+        .into_config()
+        .unwrap();
+    let plan = CapturePlan::from_session(&session, &config).unwrap();
+    let target_pod: Pod = serde_saphyr::from_str(
+        &std::fs::read_to_string(Path::new(FIXTURES).join("target-pod.yaml")).unwrap(),
+    )
+    .unwrap();
+    let target = CaptureTarget::from_pod(&target_pod, None).unwrap();
+    let spec = pod.spec.as_ref().unwrap();
+
+    let locate = spec.init_containers.as_ref().unwrap()[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(locate[0], "locate");
+    let locate = LocateArgs::from_argv(&locate[1..])
+        .unwrap_or_else(|e| panic!("procshot locate refuses {locate:?}: {e}"));
+    assert_eq!(
+        (locate.pod_uid.as_str(), locate.container_id.as_str()),
+        (target.pod_uid.as_str(), target.container_id.as_str())
+    );
+    assert_eq!(locate.out, Path::new("/work/target.json"));
+
+    let argv = spec.containers[0].args.clone().unwrap();
+    assert_eq!(argv[0], "capture");
+    let capture = CaptureArgs::from_argv(&argv[1..])
+        .unwrap_or_else(|e| panic!("procshot capture refuses {argv:?}: {e}"));
+    let defaults = CaptureArgs::for_target_file("/work/target.json");
+    assert_eq!(capture.pid, None);
+    assert_eq!(capture.target_file, defaults.target_file, "{argv:?}");
+    assert_eq!(
+        capture.termination_summary.as_deref(),
+        Some(Path::new("/dev/termination-log"))
+    );
+    assert_eq!(capture.samples, plan.samples, "{argv:?}");
+    assert_eq!(capture.interval, plan.interval, "{argv:?}");
+    assert_eq!(capture.captures, plan.captures, "{argv:?}");
+    assert_eq!(capture.timeout, Some(plan.capture_timeout()), "{argv:?}");
+    assert_eq!(capture.go_pprof, plan.go_pprof, "{argv:?}");
+    assert_eq!(
+        capture.core_max_bytes,
+        plan.core.as_ref().map(|c| c.max_bytes),
+        "{argv:?}"
+    );
+    assert_eq!(
+        capture.core_max_pause,
+        plan.core
+            .as_ref()
+            .and_then(|c| c.max_pause)
+            .unwrap_or(defaults.core_max_pause),
+        "{argv:?}"
+    );
+    let upload = plan.output.as_ref().map(|output| match output {
+        Destination::S3 { url, .. } => url.clone(),
+        Destination::Pvc { path, .. } => match path {
+            Some(path) => format!("file:///output/{path}"),
+            None => "file:///output".into(),
+        },
+    });
+    assert_eq!(capture.upload, upload, "{argv:?}");
+    if upload.is_some() {
+        assert_eq!(capture.session.as_deref(), Some("shop/api-fd-leak"));
+        assert_eq!(capture.upload_timeout, Some(plan.upload_timeout()));
+        assert!(capture.hold_on_upload_failure);
+    }
+    // What the plan does not set is the CLI's own default.
+    assert_eq!(capture.proc_root, defaults.proc_root);
+    assert_eq!(capture.stack_max_stop, defaults.stack_max_stop);
+    assert_eq!(capture.go_pprof_timeout, defaults.go_pprof_timeout);
+    assert_eq!(capture.core_zstd_level, defaults.core_zstd_level);
+}
+
+/// The rendered arguments of every capture pod the tests above render, parsed back with
+/// the sidecar's parsers (`procshot_api::CaptureArgs`/`LocateArgs`, which its CLI uses):
+/// a flag renamed on one side fails here, not in a pod.
+#[test]
+fn rendered_arguments_parse_back_to_what_the_plan_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases: Vec<(String, Vec<&str>)> = every_combination()
+        .into_iter()
+        .map(|(captures, flags)| (session_capturing(&captures), flags.to_vec()))
+        .collect();
+    let core = fixture_session().replace(
+        "capture: [fds, threads, memory]",
+        "capture: [memory, core]\n  core: {maxBytes: 512Mi, maxPause: 500ms}",
+    );
+    cases.push((core, vec![ALL_CAPTURES]));
+    let pprof = format!(
+        "{}  goPprof: {{port: 8081, host: \"::1\"}}\n",
+        fixture_session()
+    );
+    cases.push((pprof, vec![]));
+    for output in [
+        "    s3:\n      bucket: evidence\n      prefix: prod/\n      endpoint: http://minio.storage:9000\n      region: eu-west-1\n",
+        "    pvc:\n      claimName: evidence\n      path: incidents\n",
+        "    pvc:\n      claimName: evidence\n",
+    ] {
+        cases.push((session_with_output(output), vec![]));
+    }
+    cases.push((
+        fixture_session(),
+        vec![
+            "--default-output",
+            "s3://fleet-captures/k8s",
+            "--output-secret",
+            "s3-writer",
+        ],
+    ));
+    for (index, (session, flags)) in cases.iter().enumerate() {
+        let mut render_flags = vec!["--agent-image", "registry.example/procshot:test"];
+        render_flags.extend(flags);
+        let (_, pod) = render_ok(dir.path(), &format!("args-{index}"), session, flags);
+        assert_arguments_follow_the_plan(&pod, session, &render_flags);
+    }
 }

@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use procshot_operator::api::{CaptureKind, DebugSession, DebugSessionStatus, Phase};
 use procshot_operator::config::OperatorConfig;
 use procshot_operator::controller::{self, Context};
@@ -124,19 +123,12 @@ async fn reconcile_with(
         }
     });
     let client = Client::new(service, "default");
-    let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "procshot-operator".into(),
-                instance: None,
-            },
-        ),
+    let ctx = Arc::new(Context::new(
         client,
         config,
-        metrics: Arc::new(Metrics::default()),
-        failures: Default::default(),
-    });
+        Arc::new(Metrics::default()),
+        None,
+    ));
     let result = tokio::time::timeout(
         Duration::from_secs(10),
         controller::reconcile(Arc::new(session), ctx),
@@ -712,5 +704,87 @@ async fn uploaded_files_are_listed_and_a_failed_upload_is_reported() {
             "the files were not uploaded (bucket evidence does not exist at http://minio:9000)"
         ),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_selector_lists_the_pods_with_its_labels_and_captures_the_running_ones() {
+    let mut selected = session(None);
+    selected.spec.target = serde_json::from_value(
+        json!({"selector": {"matchLabels": {"app": "api"}, "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["batch"]}]}, "maxPods": 2}),
+    )
+    .unwrap();
+    let mut pending = yaml("target-pod.yaml");
+    pending["metadata"]["name"] = json!("api-starting");
+    pending["status"]["phase"] = json!("Pending");
+    let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [pending, yaml("target-pod.yaml")]});
+    let (result, calls) = reconcile(
+        selected,
+        Box::new(
+            move |call| match (call.method.as_str(), call.path.as_str()) {
+                ("GET", "/api/v1/namespaces/shop/pods") => (200, list.clone()),
+                ("GET", CAPTURE_PODS) => (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+                ),
+                ("GET", _) => not_found(),
+                _ => echo(call),
+            },
+        ),
+    )
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(controller::POLL));
+    assert_eq!(calls[0].line(), "GET /api/v1/namespaces/shop/pods");
+    assert!(
+        calls[0]
+            .query
+            .contains("labelSelector=app%3Dapi%2Ctier+notin+%28batch%29"),
+        "{}",
+        calls[0].query
+    );
+    let first: DebugSessionStatus =
+        serde_json::from_value(calls[1].body["status"].clone()).unwrap();
+    let pods: Vec<&str> = first.targets.iter().map(|t| t.pod.as_str()).collect();
+    assert_eq!(pods, ["api-7d9f8-x2b4q"], "only the Running pod");
+    assert_eq!(
+        event_reasons(&calls),
+        ["TargetResolved", "CapturePodCreated"]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_api_call_is_an_error_with_its_metric_label_and_event() {
+    let (result, calls) = reconcile(
+        session(None),
+        Box::new(|call| match (call.method.as_str(), call.path.as_str()) {
+            ("GET", TARGET_PATH) => (
+                500,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500, "message": "etcdserver: request timed out"}),
+            ),
+            _ => echo(call),
+        }),
+    )
+    .await;
+    let error = result.unwrap_err();
+    assert_eq!(error.metric_label(), "kube_api");
+    assert!(
+        error
+            .to_string()
+            .starts_with("Kubernetes API call failed while reading the target pod"),
+        "{error}"
+    );
+    assert_eq!(
+        lines(&calls),
+        [format!("GET {TARGET_PATH}"), format!("POST {EVENTS}")]
+    );
+    assert_eq!(calls[1].body["type"], "Warning");
+    assert_eq!(event_reasons(&calls), [error.event_reason()]);
+    assert!(
+        calls[1].body["note"]
+            .as_str()
+            .unwrap()
+            .contains("etcdserver: request timed out"),
+        "{}",
+        calls[1].body
     );
 }

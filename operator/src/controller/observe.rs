@@ -1,11 +1,59 @@
 //! Reading a capture pod: its phase, failure reasons and the termination summary of its
 //! `capture` container, folded into a target's status. Pure.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use procshot_api::{Outcome, TerminationSummary};
 
 use crate::api::{Artifact, CaptureCounts, Phase, SessionFinding, TargetStatus};
 use crate::capture_pod::{CAPTURE_CONTAINER, LOCATE_CONTAINER};
+use crate::plan::RefusalReason;
+
+/// Why a target's capture failed, or (for [`FailureReason::UploadFailed`]) what went
+/// wrong in a capture that worked; written to the target's `reason`, the `Ready`
+/// condition and the Warning Event as its CamelCase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureReason {
+    /// The capture pod cannot start a container (its image cannot be pulled, …).
+    CapturePodFailed,
+    /// `locate` found no process of the target container on its node.
+    TargetNotLocated,
+    /// The capture pod ran past `spec.timeout`.
+    DeadlineExceeded,
+    /// The kubelet evicted the capture pod.
+    CapturePodEvicted,
+    /// The capture pod vanished while it was capturing.
+    CapturePodDeleted,
+    /// The capture itself failed (its summary, exit code or pod status says why).
+    CaptureFailed,
+    /// The capture worked but its files were not uploaded.
+    UploadFailed,
+    /// The capture pod could not be started at all.
+    Refused(RefusalReason),
+}
+
+impl FailureReason {
+    /// The condition reason, as `kubectl describe` shows it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CapturePodFailed => "CapturePodFailed",
+            Self::TargetNotLocated => "TargetNotLocated",
+            Self::DeadlineExceeded => "DeadlineExceeded",
+            Self::CapturePodEvicted => "CapturePodEvicted",
+            Self::CapturePodDeleted => "CapturePodDeleted",
+            Self::CaptureFailed => "CaptureFailed",
+            Self::UploadFailed => "UploadFailed",
+            Self::Refused(reason) => reason.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Waiting reasons that mean the capture pod will never start.
 const FATAL_WAITING_REASONS: &[&str] = &[
@@ -24,7 +72,7 @@ pub struct Observation {
     /// Why it failed or is partial.
     pub message: Option<String>,
     /// The condition reason for a failure.
-    pub reason: Option<&'static str>,
+    pub reason: Option<FailureReason>,
     /// The target's host pid.
     pub target_pid: Option<i32>,
     /// Samples taken.
@@ -52,7 +100,7 @@ impl Observation {
     }
 
     /// A failed target, with the condition reason and what went wrong.
-    pub fn failed(reason: &'static str, message: String) -> Self {
+    pub fn failed(reason: FailureReason, message: String) -> Self {
         Self {
             message: Some(message),
             reason: Some(reason),
@@ -64,7 +112,7 @@ impl Observation {
     pub fn apply_to(self, target: &mut TargetStatus) -> (Vec<SessionFinding>, Vec<Artifact>) {
         target.phase = self.phase;
         target.message = self.message;
-        target.reason = self.reason.map(str::to_string);
+        target.reason = self.reason.map(|r| r.as_str().to_string());
         if self.target_pid.is_some() {
             target.target_pid = self.target_pid;
         }
@@ -74,10 +122,10 @@ impl Observation {
     }
 }
 
-/// Reads a capture pod of target pod `target_pod`.
+/// Reads a capture pod of target pod `target_pod`: a container that cannot start, then
+/// `locate`'s failure, then the capture's summary, then the pod's phase.
 pub fn observe(pod: &Pod, target_pod: &str) -> Observation {
     let status = pod.status.clone().unwrap_or_default();
-    let phase = status.phase.as_deref().unwrap_or("Pending");
     let capture = status
         .container_statuses
         .iter()
@@ -88,25 +136,16 @@ pub fn observe(pod: &Pod, target_pod: &str) -> Observation {
         .iter()
         .flatten()
         .find(|c| c.name == LOCATE_CONTAINER);
-
-    for container in [locate, capture].into_iter().flatten() {
-        if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            let reason = waiting.reason.as_deref().unwrap_or_default();
-            if FATAL_WAITING_REASONS.contains(&reason) {
-                return Observation::failed(
-                    "CapturePodFailed",
-                    format!(
-                        "the capture pod cannot start its {} container: {reason}: {} (check the operator's agent image)",
-                        container.name,
-                        waiting.message.as_deref().unwrap_or_default()
-                    ),
-                );
-            }
-        }
+    if let Some(observation) = [locate, capture]
+        .into_iter()
+        .flatten()
+        .find_map(cannot_start)
+    {
+        return observation;
     }
     if let Some(message) = locate.and_then(failed_termination) {
         return Observation::failed(
-            "TargetNotLocated",
+            FailureReason::TargetNotLocated,
             format!("could not find the target's processes on its node: {message}"),
         );
     }
@@ -116,26 +155,52 @@ pub fn observe(pod: &Pod, target_pod: &str) -> Observation {
     {
         return from_summary(summary, target_pod);
     }
-    match phase {
+    from_phase(&status, capture)
+}
+
+/// A container waiting for a reason that never clears (its image cannot be pulled, …).
+fn cannot_start(container: &ContainerStatus) -> Option<Observation> {
+    let waiting = container.state.as_ref()?.waiting.as_ref()?;
+    let reason = waiting.reason.as_deref().unwrap_or_default();
+    FATAL_WAITING_REASONS.contains(&reason).then(|| {
+        Observation::failed(
+            FailureReason::CapturePodFailed,
+            format!(
+                "the capture pod cannot start its {} container: {reason}: {} (check the operator's agent image)",
+                container.name,
+                waiting.message.as_deref().unwrap_or_default()
+            ),
+        )
+    })
+}
+
+/// What the pod's phase says when no container said more.
+fn from_phase(status: &PodStatus, capture: Option<&ContainerStatus>) -> Observation {
+    match status.phase.as_deref().unwrap_or("Pending") {
         "Failed" => {
             let reason = status.reason.as_deref().unwrap_or_default();
             let detail = status.message.clone().unwrap_or_default();
             match reason {
                 "DeadlineExceeded" => Observation::failed(
-                    "DeadlineExceeded",
+                    FailureReason::DeadlineExceeded,
                     "the capture did not finish within spec.timeout: raise spec.timeout or lower spec.samples".into(),
                 ),
-                "Evicted" => Observation::failed("CapturePodEvicted", format!("the capture pod was evicted: {detail}")),
+                "Evicted" => Observation::failed(
+                    FailureReason::CapturePodEvicted,
+                    format!("the capture pod was evicted: {detail}"),
+                ),
                 _ => Observation::failed(
-                    "CaptureFailed",
-                    capture
-                        .and_then(failed_termination)
-                        .unwrap_or_else(|| format!("the capture pod failed: {reason} {detail}").trim().to_string()),
+                    FailureReason::CaptureFailed,
+                    capture.and_then(failed_termination).unwrap_or_else(|| {
+                        format!("the capture pod failed: {reason} {detail}")
+                            .trim()
+                            .to_string()
+                    }),
                 ),
             }
         }
         "Succeeded" => Observation::failed(
-            "CaptureFailed",
+            FailureReason::CaptureFailed,
             "the capture pod finished without a summary in its termination message".into(),
         ),
         "Running" => Observation::phase(Phase::Capturing),
@@ -187,8 +252,8 @@ fn from_summary(summary: TerminationSummary, target_pod: &str) -> Observation {
         .into_iter()
         .map(|f| SessionFinding {
             pod: target_pod.to_string(),
-            severity: f.severity.name().to_string(),
-            code: f.code.to_string(),
+            severity: f.severity,
+            code: f.code,
             message: f.message,
         })
         .collect();
@@ -199,11 +264,15 @@ fn from_summary(summary: TerminationSummary, target_pod: &str) -> Observation {
             None,
             Some(format!("partial capture: {}", summary.message)),
         ),
-        Outcome::Failed => (Phase::Failed, Some("CaptureFailed"), Some(summary.message)),
+        Outcome::Failed => (
+            Phase::Failed,
+            Some(FailureReason::CaptureFailed),
+            Some(summary.message),
+        ),
     };
     if let Some(error) = &summary.upload_error {
         // The capture worked; its files stayed in the capture pod until its deadline.
-        reason = reason.or(Some("UploadFailed"));
+        reason = reason.or(Some(FailureReason::UploadFailed));
         let upload = format!(
             "the files were not uploaded ({error}); they stayed in the capture pod until its deadline"
         );

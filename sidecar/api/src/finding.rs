@@ -100,6 +100,13 @@ impl fmt::Display for FindingCode {
     }
 }
 
+/// A code equals its stable string (`FindingCode::FdGrowth == "FD_GROWTH"`).
+impl PartialEq<&str> for FindingCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl Serialize for FindingCode {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
@@ -163,6 +170,13 @@ mod tests {
             serde_json::to_string(&FindingCode::SocketCloseWait).unwrap(),
             "\"SOCKET_CLOSE_WAIT\""
         );
+    }
+
+    #[test]
+    fn a_code_equals_its_stable_string() {
+        assert_eq!(FindingCode::FdGrowth, "FD_GROWTH");
+        assert_ne!(FindingCode::FdGrowth, "FD_LIMIT_NEAR");
+        assert_eq!(FindingCode::Other("NEW_CODE".into()), "NEW_CODE");
     }
 
     #[test]

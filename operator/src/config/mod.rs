@@ -1,10 +1,15 @@
 //! The operator's configuration: where capture pods run, with which image, and the
-//! cluster admin's policy (allowed captures, longest timeout, captures per node).
+//! cluster admin's policy (allowed captures, longest timeout, captures per node, core
+//! size, output Secrets). [`flags`] is where it is set, and where its defaults are.
+
+pub mod flags;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::api::{CaptureKind, OutputSpec};
+
+pub use flags::ConfigArgs;
 
 /// Settings every reconcile reads; set from flags or environment at start-up.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,33 +38,14 @@ pub struct OperatorConfig {
     pub allowed_output_secrets: BTreeSet<String>,
 }
 
-/// The captures sessions may ask for unless the admin says otherwise: everything but core
-/// dumps, which hold every secret of the process.
-pub const DEFAULT_ALLOWED_CAPTURES: [CaptureKind; 5] = [
-    CaptureKind::Fds,
-    CaptureKind::Threads,
-    CaptureKind::Memory,
-    CaptureKind::Stacks,
-    CaptureKind::Goroutines,
-];
-
-/// The default limit on a core dump's size: 4 GiB of process memory.
-pub const DEFAULT_CORE_MAX_BYTES: u64 = 4 << 30;
-
+/// The operator's defaults are its flags' defaults ([`ConfigArgs`], defined once there),
+/// as if no flag and no environment variable were given.
 impl Default for OperatorConfig {
     fn default() -> Self {
-        Self {
-            namespace: "procshot-system".into(),
-            agent_image: format!("ghcr.io/procshot/procshot:{}", env!("CARGO_PKG_VERSION")),
-            allowed_captures: DEFAULT_ALLOWED_CAPTURES.into(),
-            max_timeout: Duration::from_secs(30 * 60),
-            max_captures_per_node: 2,
-            kernel_stacks: false,
-            core_max_bytes: DEFAULT_CORE_MAX_BYTES,
-            default_output: None,
-            output_secret: "procshot-output".into(),
-            allowed_output_secrets: BTreeSet::new(),
-        }
+        ConfigArgs::from_flags(std::iter::empty::<&str>())
+            .expect("the flags' defaults parse")
+            .into_config()
+            .expect("the flags' defaults are a valid configuration")
     }
 }
 
