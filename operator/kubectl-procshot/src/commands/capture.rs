@@ -1,7 +1,6 @@
 //! `capture`: resolve the target, create the session (or print it, for `--dry-run`),
 //! follow it to the end, print its findings, download its files.
 
-use std::io::Write;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -82,7 +81,10 @@ pub async fn run(args: &CaptureArgs, cluster: &Cluster, term: &mut Terminal<'_>)
     };
     match args.format() {
         Some(format) => output::print(term.out, &*session, format)?,
-        None => print_result(term.out, &session, term.paint())?,
+        None => {
+            let paint = term.paint();
+            print_result(term.out, &session, paint)?
+        }
     }
     if let Some(elapsed) = timed_out {
         writeln!(

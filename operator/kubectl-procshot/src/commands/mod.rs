@@ -77,7 +77,8 @@ async fn get(args: &GetArgs, cluster: &Cluster, term: &mut Terminal<'_>) -> Resu
             writeln!(term.err, "No debugsessions found in namespace {}.", cluster.namespace)?;
         }
         (None, _) => {
-            for line in view::table::lines(&list, args.all_namespaces, chrono::Utc::now(), term.paint()) {
+            let paint = term.paint();
+            for line in view::table::lines(&list, args.all_namespaces, k8s_openapi::jiff::Timestamp::now(), paint) {
                 writeln!(term.out, "{line}")?;
             }
         }
@@ -105,7 +106,8 @@ async fn describe(args: &NameArgs, cluster: &Cluster, term: &mut Terminal<'_>) -
             Error::from_kube(e, crate::error::Request::new("list", "events", &cluster.namespace), "", "event")
                 .to_string()
         });
-    view::describe::print(term.out, &session, &events, chrono::Utc::now(), term.paint())?;
+    let paint = term.paint();
+    view::describe::print(term.out, &session, &events, k8s_openapi::jiff::Timestamp::now(), paint)?;
     Ok(exit_code::OK)
 }
 
@@ -122,7 +124,10 @@ async fn findings(args: &FindingsArgs, cluster: &Cluster, term: &mut Terminal<'_
             };
             writeln!(term.err, "no findings for {}: {why}", view::qualified_name(&session))?;
         }
-        None => print_findings(term.out, &status.findings, term.paint())?,
+        None => {
+            let paint = term.paint();
+            print_findings(term.out, &status.findings, paint)?
+        }
     }
     if !status.phase.is_finished() && args.format.is_some() {
         writeln!(term.err, "{} is {}: more findings may come", view::qualified_name(&session), view::phase_name(status.phase))?;

@@ -45,7 +45,7 @@ impl Manifest {
     /// names of the directory, or listed twice.
     pub fn parse(text: &[u8], source: &str) -> Result<Self, DownloadError> {
         let bad = |detail: String| DownloadError::BadManifest {
-            source: source.to_string(),
+            origin: source.to_string(),
             detail,
         };
         let manifest: Self = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;

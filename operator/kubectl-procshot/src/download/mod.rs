@@ -54,33 +54,33 @@ pub enum DownloadError {
         detail: String,
     },
     /// A file broke off midway.
-    #[error("downloading {name} from {source} failed: {detail}")]
+    #[error("downloading {name} from {origin} failed: {detail}")]
     Transfer {
         /// The file.
         name: String,
         /// Where from.
-        source: String,
+        origin: String,
         /// Why.
         detail: String,
     },
     /// A file is not what the manifest says: refused.
     #[error(
-        "refused {name} from {source}: {detail}; the file was not kept (the object is \
+        "refused {name} from {origin}: {detail}; the file was not kept (the object is \
          corrupt or was replaced: download again, or compare with the capture pod's copy)"
     )]
     Mismatch {
         /// The file.
         name: String,
         /// Where from.
-        source: String,
+        origin: String,
         /// How it differs.
         detail: String,
     },
     /// The manifest is unusable.
-    #[error("the manifest {source} is unusable: {detail}")]
+    #[error("the manifest {origin} is unusable: {detail}")]
     BadManifest {
         /// Where it came from.
-        source: String,
+        origin: String,
         /// Why.
         detail: String,
     },
@@ -296,7 +296,7 @@ fn check_manifest(text: &[u8], expected: &str, url: &str) -> Result<(), Download
     } else {
         Err(DownloadError::Mismatch {
             name: MANIFEST.into(),
-            source: url.to_string(),
+            origin: url.to_string(),
             detail: format!("its sha256 is {actual}, the session's status says {expected}"),
         })
     }
@@ -312,12 +312,12 @@ async fn read_from_pod(pod: &PodDir, name: &str) -> Result<Vec<u8>, DownloadErro
     cat.finish().await?;
     read.map_err(|e| DownloadError::Transfer {
         name: name.to_string(),
-        source: pod.url_of(name),
+        origin: pod.url_of(name),
         detail: e.to_string(),
     })?;
     if text.len() > MAX_MANIFEST_BYTES {
         return Err(DownloadError::BadManifest {
-            source: pod.url_of(name),
+            origin: pod.url_of(name),
             detail: "it is larger than a manifest ever is".into(),
         });
     }

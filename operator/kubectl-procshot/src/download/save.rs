@@ -40,7 +40,7 @@ pub async fn save(
     };
     let mismatch = |detail: String| DownloadError::Mismatch {
         name: expected.name.clone(),
-        source: source.to_string(),
+        origin: source.to_string(),
         detail,
     };
     let refused = if expected.bytes.is_some_and(|b| b != bytes) {
@@ -84,7 +84,7 @@ async fn copy_hashing(
             .await
             .map_err(|e| DownloadError::Transfer {
                 name: expected.name.clone(),
-                source: source.to_string(),
+                origin: source.to_string(),
                 detail: crate::error::chain(&e),
             })?;
         if n == 0 {
@@ -94,7 +94,7 @@ async fn copy_hashing(
         if expected.bytes.is_some_and(|b| total > b) {
             return Err(DownloadError::Mismatch {
                 name: expected.name.clone(),
-                source: source.to_string(),
+                origin: source.to_string(),
                 detail: format!(
                     "more than the {} bytes the manifest says arrived",
                     expected.bytes.unwrap_or_default()

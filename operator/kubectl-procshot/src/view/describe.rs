@@ -3,8 +3,8 @@
 
 use std::io::{self, Write};
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::jiff::Timestamp;
 use procshot_operator::api::{DebugSession, OutputSpec};
 
 use super::findings::print_findings;
@@ -16,7 +16,7 @@ pub fn print(
     out: &mut dyn Write,
     session: &DebugSession,
     events: &Result<Vec<Event>, String>,
-    now: DateTime<Utc>,
+    now: Timestamp,
     paint: Paint,
 ) -> io::Result<()> {
     let meta = &session.metadata;

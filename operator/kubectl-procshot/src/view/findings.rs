@@ -46,7 +46,7 @@ pub fn print_result(out: &mut dyn Write, session: &DebugSession, paint: Paint) -
     let status = session.status.clone().unwrap_or_default();
     let mut headline = format!("{} {}", qualified_name(session), paint.phase(phase));
     if let (Some(start), Some(end)) = (&status.started_at, &status.finished_at) {
-        let seconds = (end.0 - start.0).num_seconds().max(0);
+        let seconds = (end.0.as_second() - start.0.as_second()).max(0);
         headline.push_str(&format!(" in {seconds}s"));
     }
     if phase == Phase::Failed

@@ -11,8 +11,8 @@ pub mod table;
 use std::io::IsTerminal;
 
 use anstyle::{AnsiColor, Style};
-use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use procshot_operator::api::{DebugSession, Phase, TargetSpec};
 
 use crate::selector;
@@ -151,11 +151,11 @@ pub fn target_text(target: &TargetSpec) -> String {
 }
 
 /// How long ago, as kubectl's AGE column prints it (`45s`, `12m`, `3h`, `5d`).
-pub fn age(time: Option<&Time>, now: DateTime<Utc>) -> String {
+pub fn age(time: Option<&Time>, now: Timestamp) -> String {
     let Some(time) = time else {
         return "<unknown>".into();
     };
-    let seconds = (now - time.0).num_seconds().max(0);
+    let seconds = (now.as_second() - time.0.as_second()).max(0);
     match seconds {
         s if s < 120 => format!("{s}s"),
         s if s < 3600 * 2 => format!("{}m", s / 60),
@@ -241,8 +241,8 @@ mod tests {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(3 * 1024 + 400), "3.4 KiB");
         assert_eq!(bytes(12 << 20), "12.0 MiB");
-        let now = Utc::now();
-        let ago = |s: i64| Time(now - chrono::Duration::seconds(s));
+        let now = Timestamp::now();
+        let ago = |s: i64| Time(Timestamp::from_second(now.as_second() - s).unwrap());
         assert_eq!(age(Some(&ago(45)), now), "45s");
         assert_eq!(age(Some(&ago(720)), now), "12m");
         assert_eq!(age(Some(&ago(3 * 3600)), now), "3h");

@@ -1,13 +1,13 @@
 //! `get`'s table: the CRD's printer columns (name, phase, target, top finding, age), with
 //! the namespace first for `-A`, as `kubectl get` prints them.
 
-use chrono::{DateTime, Utc};
+use k8s_openapi::jiff::Timestamp;
 use procshot_operator::api::DebugSession;
 
 use super::{Paint, age, columns, inert, phase_of, target_text};
 
 /// The table's lines, header first.
-pub fn lines(sessions: &[DebugSession], all_namespaces: bool, now: DateTime<Utc>, paint: Paint) -> Vec<String> {
+pub fn lines(sessions: &[DebugSession], all_namespaces: bool, now: Timestamp, paint: Paint) -> Vec<String> {
     let mut header: Vec<String> = ["NAME", "PHASE", "TARGET", "FINDING", "AGE"]
         .map(String::from)
         .to_vec();
