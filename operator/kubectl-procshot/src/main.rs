@@ -13,6 +13,9 @@ use kubectl_procshot::view;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // kube speaks TLS with ring, object_store's HTTP client would pick aws-lc-rs: one
+    // provider for the process, chosen before either makes a connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cluster = Cluster::load(&cli.kube).await;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
     let mut term = Terminal {
