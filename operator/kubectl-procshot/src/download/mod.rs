@@ -309,7 +309,16 @@ async fn read_from_pod(pod: &PodDir, name: &str) -> Result<Vec<u8>, DownloadErro
         .take(MAX_MANIFEST_BYTES as u64 + 1)
         .read_to_end(&mut text)
         .await;
-    cat.finish().await?;
+    cat.finish().await.map_err(|e| match e {
+        DownloadError::Pod { pod, detail } => DownloadError::Pod {
+            pod,
+            detail: format!(
+                "{detail}; the capture may still be sampling (its files are there once it is \
+                 written, until the session's timeout)"
+            ),
+        },
+        other => other,
+    })?;
     read.map_err(|e| DownloadError::Transfer {
         name: name.to_string(),
         origin: pod.url_of(name),
