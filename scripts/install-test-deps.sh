@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler and Go for
 # the fixtures the tests build from source, gdb and eu-stack (the stack and core tests check
-# procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), util-linux's setpriv and unshare (run procshot as an
+# procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), tmux (the kubectl plugin's terminal tests), util-linux's setpriv and unshare (run procshot as an
 # unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
 # manifests, Helm, and Garage (an S3 server) for the upload tests. Rust itself (cargo,
 # clippy, rustfmt) comes from rustup.
@@ -15,13 +15,14 @@ command -v gdb >/dev/null || missing+=(gdb)
 command -v eu-stack >/dev/null || missing+=(elfutils)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v zstd >/dev/null || missing+=(zstd)
+command -v tmux >/dev/null || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-test-deps: need ${missing[*]}; run as root or install them" >&2
         exit 1
     fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}"
 fi
 # kubernetes-validate checks every manifest the operator generates (pinned: its schemas
 # cover Kubernetes 1.29 to 1.37).
@@ -30,6 +31,8 @@ if ! command -v kubernetes-validate >/dev/null; then
 fi
 # Helm for the chart tests (operator/tests/chart.rs), into the user's cache directory.
 "$(dirname "${BASH_SOURCE[0]}")/install-helm.sh" >/dev/null
+# kubectl, which runs the plugin in operator/kubectl-procshot/tests/kubectl.rs.
+"$(dirname "${BASH_SOURCE[0]}")/install-kubectl.sh" >/dev/null
 # Garage, the S3 server of the upload tests (sidecar/tests/upload.rs), built once per
 # machine into the user's cache directory (the first build takes about 15 minutes).
 "$(dirname "${BASH_SOURCE[0]}")/install-garage.sh" >/dev/null

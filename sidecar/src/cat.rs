@@ -27,7 +27,9 @@ pub enum CatError {
         name: String,
     },
     /// The file could not be opened (missing, a symlink, not a regular file).
-    #[error("cannot read {path}: {detail} (list the capture's files with `procshot cat DIR manifest.json`)")]
+    #[error(
+        "cannot read {path}: {detail} (list the capture's files with `procshot cat DIR manifest.json`)"
+    )]
     Open {
         /// The file.
         path: PathBuf,
@@ -84,7 +86,8 @@ pub fn cat(dir: &Path, name: &str, out: &mut dyn Write) -> Result<u64, CatError>
         path: path.clone(),
         source,
     })?;
-    out.flush().map_err(|source| CatError::Copy { path, source })?;
+    out.flush()
+        .map_err(|source| CatError::Copy { path, source })?;
     Ok(copied)
 }
 

@@ -432,8 +432,13 @@ fn cat_writes_each_file_of_a_capture_byte_for_byte_and_nothing_outside_it() {
     drop(fixture);
     // What `kubectl procshot download` runs in a capture pod: the manifest, then each file.
     let manifest = support::read_json(&dir, "manifest.json");
-    let names = std::iter::once("manifest.json")
-        .chain(manifest["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()));
+    let names = std::iter::once("manifest.json").chain(
+        manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap()),
+    );
     for name in names {
         let output = support::procshot()
             .arg("cat")
@@ -442,10 +447,18 @@ fn cat_writes_each_file_of_a_capture_byte_for_byte_and_nothing_outside_it() {
             .output()
             .unwrap();
         assert!(output.status.success(), "{name}: {output:?}");
-        assert_eq!(output.stdout, std::fs::read(dir.join(name)).unwrap(), "{name}");
+        assert_eq!(
+            output.stdout,
+            std::fs::read(dir.join(name)).unwrap(),
+            "{name}"
+        );
     }
     for (name, code, message) in [
-        ("../capture/manifest.json", 2, "is not a file name of the capture directory"),
+        (
+            "../capture/manifest.json",
+            2,
+            "is not a file name of the capture directory",
+        ),
         ("core.zst", 8, "No such file"),
     ] {
         let output = support::procshot()

@@ -73,7 +73,10 @@ async fn config(flags: &KubeFlags) -> Result<Config, String> {
                 .map_err(|e| format!("{}: {}", path.display(), crate::error::chain(&e)))?;
             Config::from_custom_kubeconfig(kubeconfig, &options).await
         }
-        None if options.context.is_none() && options.cluster.is_none() && options.user.is_none() => {
+        None if options.context.is_none()
+            && options.cluster.is_none()
+            && options.user.is_none() =>
+        {
             return Config::infer().await.map_err(|e| crate::error::chain(&e));
         }
         None => Config::from_kubeconfig(&options).await,

@@ -136,7 +136,10 @@ pub enum Error {
         detail: String,
     },
     /// An object that was asked for by name does not exist.
-    #[error("{kind} {name} not found in namespace {namespace}{}", similar_names(similar))]
+    #[error(
+        "{kind} {name} not found in namespace {namespace}{}",
+        similar_names(similar)
+    )]
     NotFound {
         /// `pod`, `debugsession`, `deployment`…
         kind: &'static str,
@@ -173,7 +176,9 @@ pub enum Error {
     #[error(transparent)]
     Download(#[from] DownloadError),
     /// `download DIR` cannot be used.
-    #[error("{dir} is not an empty directory: choose a new one (a download never overwrites files)")]
+    #[error(
+        "{dir} is not an empty directory: choose a new one (a download never overwrites files)"
+    )]
     DirectoryNotEmpty {
         /// The directory.
         dir: PathBuf,

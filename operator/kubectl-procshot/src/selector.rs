@@ -121,7 +121,12 @@ fn parse_requirement(text: &str) -> Result<Parsed, String> {
             let inner = set
                 .strip_prefix('(')
                 .and_then(|s| s.strip_suffix(')'))
-                .ok_or_else(|| format!("{text:?}: the values go in parentheses: {key} {} (a,b)", operator.to_lowercase()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "{text:?}: the values go in parentheses: {key} {} (a,b)",
+                        operator.to_lowercase()
+                    )
+                })?;
             let values = inner
                 .split(',')
                 .map(|v| label_value(v.trim()))
@@ -201,7 +206,10 @@ mod tests {
 
     #[test]
     fn kubectl_selectors_become_label_selectors() {
-        let selector = parse("app=api, tier!=db,env in (prod, canary),track notin (x),canary,!legacy,a.b/c==d").unwrap();
+        let selector = parse(
+            "app=api, tier!=db,env in (prod, canary),track notin (x),canary,!legacy,a.b/c==d",
+        )
+        .unwrap();
         let labels = selector.match_labels.clone().unwrap();
         assert_eq!(labels["app"], "api");
         assert_eq!(labels["a.b/c"], "d");

@@ -37,9 +37,9 @@ fn collect_enum_values(schema: &serde_json::Value, names: &mut Vec<String>) {
         serde_json::Value::Object(map) => {
             for (key, value) in map {
                 match (key.as_str(), value) {
-                    ("enum", serde_json::Value::Array(values)) => names.extend(
-                        values.iter().filter_map(|v| v.as_str()).map(str::to_string),
-                    ),
+                    ("enum", serde_json::Value::Array(values)) => {
+                        names.extend(values.iter().filter_map(|v| v.as_str()).map(str::to_string))
+                    }
                     ("const", serde_json::Value::String(name)) => names.push(name.clone()),
                     _ => collect_enum_values(value, names),
                 }
@@ -83,9 +83,8 @@ pub fn build(
     }
     let mut labels = BTreeMap::new();
     labels.insert(CREATED_BY_LABEL.to_string(), CREATED_BY.to_string());
-    let annotations = requested_by.map(|user| {
-        BTreeMap::from([(REQUESTED_BY_ANNOTATION.to_string(), user.to_string())])
-    });
+    let annotations = requested_by
+        .map(|user| BTreeMap::from([(REQUESTED_BY_ANNOTATION.to_string(), user.to_string())]));
     let spec = DebugSessionSpec {
         target,
         capture: captures.clone(),
@@ -231,7 +230,10 @@ mod tests {
     #[test]
     fn pprof_takes_a_port_or_host_and_port() {
         assert_eq!(parse_pprof("6060").unwrap().address(), "127.0.0.1:6060");
-        assert_eq!(parse_pprof("0.0.0.0:6060").unwrap().address(), "0.0.0.0:6060");
+        assert_eq!(
+            parse_pprof("0.0.0.0:6060").unwrap().address(),
+            "0.0.0.0:6060"
+        );
         assert_eq!(parse_pprof("[::1]:6060").unwrap().address(), "[::1]:6060");
         for bad in ["", "x", "0", ":6060", "70000"] {
             assert!(parse_pprof(bad).is_err(), "{bad}");

@@ -39,7 +39,12 @@ impl Sessions {
         match self.api.get(name).await {
             Ok(session) => Ok(session),
             Err(e) if Error::is_not_found(&e) => Err(self.not_found(name).await),
-            Err(e) => Err(Error::from_kube(e, self.request("get"), name, "debugsession")),
+            Err(e) => Err(Error::from_kube(
+                e,
+                self.request("get"),
+                name,
+                "debugsession",
+            )),
         }
     }
 
@@ -76,7 +81,12 @@ impl Sessions {
             Err(e) if Error::is_not_found(&e) => {
                 Err(self.missing_crd_or(e, self.request("create")).await)
             }
-            Err(e) => Err(Error::from_kube(e, self.request("create"), "", "debugsession")),
+            Err(e) => Err(Error::from_kube(
+                e,
+                self.request("create"),
+                "",
+                "debugsession",
+            )),
         }
     }
 

@@ -132,7 +132,11 @@ impl TargetArg {
 
     /// The spec without asking the cluster (a pod or a selector); `None` for a workload,
     /// whose selector only the cluster knows.
-    pub fn offline_spec(&self, container: Option<&str>, max_pods: Option<u32>) -> Option<TargetSpec> {
+    pub fn offline_spec(
+        &self,
+        container: Option<&str>,
+        max_pods: Option<u32>,
+    ) -> Option<TargetSpec> {
         match self {
             Self::Pod(pod) => Some(TargetSpec {
                 pod: Some(pod.clone()),
@@ -145,7 +149,11 @@ impl TargetArg {
     }
 }
 
-fn selector_spec(selector: LabelSelector, container: Option<&str>, max_pods: Option<u32>) -> TargetSpec {
+fn selector_spec(
+    selector: LabelSelector,
+    container: Option<&str>,
+    max_pods: Option<u32>,
+) -> TargetSpec {
     TargetSpec {
         selector: Some(selector),
         max_pods,
@@ -176,7 +184,9 @@ pub async fn resolve(
         TargetArg::Pod(name) => {
             check_pod(&pods, namespace, name, container).await?;
             Ok(Resolved {
-                spec: target.offline_spec(container, max_pods).expect("a pod target"),
+                spec: target
+                    .offline_spec(container, max_pods)
+                    .expect("a pod target"),
                 note: None,
             })
         }
@@ -212,7 +222,12 @@ async fn check_pod(
             let names = pods
                 .list(&ListParams::default())
                 .await
-                .map(|list| list.items.into_iter().filter_map(|p| p.metadata.name).collect())
+                .map(|list| {
+                    list.items
+                        .into_iter()
+                        .filter_map(|p| p.metadata.name)
+                        .collect()
+                })
                 .unwrap_or_else(|_| Vec::<String>::new());
             return Err(Error::NotFound {
                 kind: "pod",
@@ -221,7 +236,14 @@ async fn check_pod(
                 similar: crate::error::similar(name, names.iter().map(String::as_str)),
             });
         }
-        Err(e) => return Err(Error::from_kube(e, Request::new("get", "pods", namespace), name, "pod")),
+        Err(e) => {
+            return Err(Error::from_kube(
+                e,
+                Request::new("get", "pods", namespace),
+                name,
+                "pod",
+            ));
+        }
     };
     let phase = pod
         .status
@@ -259,19 +281,34 @@ async fn workload_selector(
 ) -> Result<LabelSelector, Error> {
     let selector = match kind {
         WorkloadKind::Deployment => {
-            read::<Deployment>(client, namespace, kind, name, |d| d.spec.map(|s| s.selector)).await?
+            read::<Deployment>(client, namespace, kind, name, |d| {
+                d.spec.map(|s| s.selector)
+            })
+            .await?
         }
         WorkloadKind::StatefulSet => {
-            read::<StatefulSet>(client, namespace, kind, name, |d| d.spec.map(|s| s.selector)).await?
+            read::<StatefulSet>(client, namespace, kind, name, |d| {
+                d.spec.map(|s| s.selector)
+            })
+            .await?
         }
         WorkloadKind::DaemonSet => {
-            read::<DaemonSet>(client, namespace, kind, name, |d| d.spec.map(|s| s.selector)).await?
+            read::<DaemonSet>(client, namespace, kind, name, |d| {
+                d.spec.map(|s| s.selector)
+            })
+            .await?
         }
         WorkloadKind::ReplicaSet => {
-            read::<ReplicaSet>(client, namespace, kind, name, |d| d.spec.map(|s| s.selector)).await?
+            read::<ReplicaSet>(client, namespace, kind, name, |d| {
+                d.spec.map(|s| s.selector)
+            })
+            .await?
         }
         WorkloadKind::Job => {
-            read::<Job>(client, namespace, kind, name, |d| d.spec.and_then(|s| s.selector)).await?
+            read::<Job>(client, namespace, kind, name, |d| {
+                d.spec.and_then(|s| s.selector)
+            })
+            .await?
         }
     };
     let empty = selector.as_ref().is_none_or(|s| {
@@ -306,12 +343,22 @@ where
         Ok(object) => Ok(selector(object)),
         Err(e) => {
             let not_found = Error::is_not_found(&e);
-            let mut error = Error::from_kube(e, Request::new("get", kind.resource(), namespace), name, kind.name());
+            let mut error = Error::from_kube(
+                e,
+                Request::new("get", kind.resource(), namespace),
+                name,
+                kind.name(),
+            );
             if not_found && let Error::NotFound { similar, .. } = &mut error {
                 let names: Vec<String> = api
                     .list(&ListParams::default())
                     .await
-                    .map(|l| l.items.into_iter().filter_map(|o| o.meta().name.clone()).collect())
+                    .map(|l| {
+                        l.items
+                            .into_iter()
+                            .filter_map(|o| o.meta().name.clone())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 *similar = crate::error::similar(name, names.iter().map(String::as_str));
             }
@@ -368,8 +415,14 @@ mod tests {
 
     #[test]
     fn targets_are_pods_or_workloads_as_kubectl_names_them() {
-        assert_eq!("api-1".parse::<TargetArg>().unwrap(), TargetArg::Pod("api-1".into()));
-        assert_eq!("pod/api-1".parse::<TargetArg>().unwrap(), TargetArg::Pod("api-1".into()));
+        assert_eq!(
+            "api-1".parse::<TargetArg>().unwrap(),
+            TargetArg::Pod("api-1".into())
+        );
+        assert_eq!(
+            "pod/api-1".parse::<TargetArg>().unwrap(),
+            TargetArg::Pod("api-1".into())
+        );
         assert_eq!(
             "deploy/api".parse::<TargetArg>().unwrap(),
             TargetArg::Workload {

@@ -5,8 +5,8 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use procshot_operator::api::{CaptureKind, DebugSession};
 use serde_json::{Value, json};
@@ -17,15 +17,18 @@ fn created(call: &support::Call) -> DebugSession {
 }
 
 /// Answers the target pod, the review and the create (echoing the session back).
-fn creating(extra: impl Fn(&support::Call) -> Option<(u16, Value)> + Send + Sync + 'static) -> Router {
+fn creating(
+    extra: impl Fn(&support::Call) -> Option<(u16, Value)> + Send + Sync + 'static,
+) -> Router {
     Arc::new(move |call| {
         if let Some(answer) = extra(call) {
             return answer;
         }
         match (call.method.as_str(), call.path.as_str()) {
-            ("GET", p) if p == format!("{PODS}/api-7d9f8-x2b4q") => {
-                (200, support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"))
-            }
+            ("GET", p) if p == format!("{PODS}/api-7d9f8-x2b4q") => (
+                200,
+                support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"),
+            ),
             ("POST", REVIEWS) => support::review(),
             ("POST", SESSIONS) => (201, call.body.clone()),
             _ => support::not_found(),
@@ -38,10 +41,32 @@ async fn each_flag_gives_its_field_of_the_session() {
     let (run, calls) = support::run(
         creating(|_| None),
         &[
-            "capture", "api-7d9f8-x2b4q", "-c", "api", "--capture", "fds,stacks", "--samples", "5",
-            "--interval", "2s", "--go-pprof", "6060", "--core", "--timeout", "3m", "--ttl", "1h",
-            "-o", "s3://evidence/incidents", "--output-endpoint", "http://minio.storage:9000",
-            "--output-region", "eu-west-1", "--name", "api-leak", "--wait=false",
+            "capture",
+            "api-7d9f8-x2b4q",
+            "-c",
+            "api",
+            "--capture",
+            "fds,stacks",
+            "--samples",
+            "5",
+            "--interval",
+            "2s",
+            "--go-pprof",
+            "6060",
+            "--core",
+            "--timeout",
+            "3m",
+            "--ttl",
+            "1h",
+            "-o",
+            "s3://evidence/incidents",
+            "--output-endpoint",
+            "http://minio.storage:9000",
+            "--output-region",
+            "eu-west-1",
+            "--name",
+            "api-leak",
+            "--wait=false",
         ],
     )
     .await;
@@ -56,17 +81,32 @@ async fn each_flag_gives_its_field_of_the_session() {
         ]
     );
     let post = &calls.all()[2];
-    assert!(post.query.contains("fieldManager=kubectl-procshot"), "{}", post.query);
+    assert!(
+        post.query.contains("fieldManager=kubectl-procshot"),
+        "{}",
+        post.query
+    );
     let session = created(post);
     assert_eq!(session.metadata.name.as_deref(), Some("api-leak"));
-    assert_eq!(session.metadata.labels.unwrap()["procshot.dev/created-by"], "kubectl-procshot");
-    assert_eq!(session.metadata.annotations.unwrap()["procshot.dev/requested-by"], "alice@example.com");
+    assert_eq!(
+        session.metadata.labels.unwrap()["procshot.dev/created-by"],
+        "kubectl-procshot"
+    );
+    assert_eq!(
+        session.metadata.annotations.unwrap()["procshot.dev/requested-by"],
+        "alice@example.com"
+    );
     let spec = session.spec;
     assert_eq!(spec.target.pod.as_deref(), Some("api-7d9f8-x2b4q"));
     assert_eq!(spec.target.container.as_deref(), Some("api"));
     assert_eq!(
         spec.capture,
-        [CaptureKind::Fds, CaptureKind::Stacks, CaptureKind::Goroutines, CaptureKind::Core]
+        [
+            CaptureKind::Fds,
+            CaptureKind::Stacks,
+            CaptureKind::Goroutines,
+            CaptureKind::Core
+        ]
     );
     assert_eq!((spec.samples, spec.interval.as_deref()), (5, Some("2s")));
     assert_eq!(spec.go_pprof.unwrap().port, 6060);
@@ -74,8 +114,18 @@ async fn each_flag_gives_its_field_of_the_session() {
     assert_eq!(spec.ttl_seconds_after_finished, Some(3600));
     let s3 = spec.output.unwrap().s3.unwrap();
     assert_eq!(
-        (s3.bucket.as_str(), s3.prefix.as_deref(), s3.endpoint.as_deref(), s3.region.as_deref()),
-        ("evidence", Some("incidents"), Some("http://minio.storage:9000"), Some("eu-west-1"))
+        (
+            s3.bucket.as_str(),
+            s3.prefix.as_deref(),
+            s3.endpoint.as_deref(),
+            s3.region.as_deref()
+        ),
+        (
+            "evidence",
+            Some("incidents"),
+            Some("http://minio.storage:9000"),
+            Some("eu-west-1")
+        )
     );
     // What the plugin sends, the CRD accepts.
     assert_eq!(support::violations(&post.body), Vec::<String>::new());
@@ -83,25 +133,48 @@ async fn each_flag_gives_its_field_of_the_session() {
 
 #[tokio::test(start_paused = true)]
 async fn defaults_are_three_samples_five_seconds_apart_and_a_generated_name() {
-    let (run, calls) = support::run(creating(|_| None), &["capture", "pod/api-7d9f8-x2b4q", "--wait=false"]).await;
+    let (run, calls) = support::run(
+        creating(|_| None),
+        &["capture", "pod/api-7d9f8-x2b4q", "--wait=false"],
+    )
+    .await;
     assert_eq!(run.code, 0, "{run:?}");
     let session = created(&calls.all()[2]);
     let name = session.metadata.name.unwrap();
-    assert!(name.starts_with("api-7d9f8-x2b4q-") && name.len() == "api-7d9f8-x2b4q-".len() + 5, "{name}");
-    assert_eq!(session.spec.capture, [CaptureKind::Fds, CaptureKind::Threads, CaptureKind::Memory]);
-    assert_eq!((session.spec.samples, session.spec.interval.as_deref()), (3, Some("5s")));
+    assert!(
+        name.starts_with("api-7d9f8-x2b4q-") && name.len() == "api-7d9f8-x2b4q-".len() + 5,
+        "{name}"
+    );
+    assert_eq!(
+        session.spec.capture,
+        [CaptureKind::Fds, CaptureKind::Threads, CaptureKind::Memory]
+    );
+    assert_eq!(
+        (session.spec.samples, session.spec.interval.as_deref()),
+        (3, Some("5s"))
+    );
     assert_eq!(session.spec.timeout, "5m");
-    assert!(session.spec.output.is_none(), "the operator's default output");
+    assert!(
+        session.spec.output.is_none(),
+        "the operator's default output"
+    );
 }
 
 /// Statuses a session goes through, one per read.
 fn phases() -> Vec<Option<Value>> {
-    let counts = json!({"summary": {"fds": 1004, "fdSoftLimit": 1024, "threads": 12, "rssBytes": 47185920}});
+    let counts =
+        json!({"summary": {"fds": 1004, "fdSoftLimit": 1024, "threads": 12, "rssBytes": 47185920}});
     vec![
         None,
-        Some(json!({"phase": "Pending", "targets": [support::target("api-7d9f8-x2b4q", "Pending", json!({}))]})),
-        Some(json!({"phase": "Capturing", "targets": [support::target("api-7d9f8-x2b4q", "Capturing", json!({"targetPid": 4242}))]})),
-        Some(json!({"phase": "Capturing", "targets": [support::target("api-7d9f8-x2b4q", "Capturing", json!({"targetPid": 4242}))]})),
+        Some(
+            json!({"phase": "Pending", "targets": [support::target("api-7d9f8-x2b4q", "Pending", json!({}))]}),
+        ),
+        Some(
+            json!({"phase": "Capturing", "targets": [support::target("api-7d9f8-x2b4q", "Capturing", json!({"targetPid": 4242}))]}),
+        ),
+        Some(
+            json!({"phase": "Capturing", "targets": [support::target("api-7d9f8-x2b4q", "Capturing", json!({"targetPid": 4242}))]}),
+        ),
         Some(json!({
             "phase": "Succeeded",
             "startedAt": "2026-11-22T10:15:01Z", "finishedAt": "2026-11-22T10:15:35Z",
@@ -126,7 +199,10 @@ fn following(name: &'static str, statuses: Vec<Option<Value>>) -> Router {
     creating(move |call| {
         (call.method == "GET" && call.path == format!("{SESSIONS}/{name}")).then(|| {
             let i = reads.fetch_add(1, Ordering::SeqCst).min(statuses.len() - 1);
-            (200, support::session(name, spec.clone(), statuses[i].clone()))
+            (
+                200,
+                support::session(name, spec.clone(), statuses[i].clone()),
+            )
         })
     })
 }
@@ -139,7 +215,11 @@ async fn following_a_session_shows_every_phase_then_the_findings_most_serious_fi
     )
     .await;
     assert_eq!(run.code, 3, "critical findings: exit 3\n{run:?}");
-    let session_reads = calls.lines().iter().filter(|l| l.ends_with("/api-leak")).count();
+    let session_reads = calls
+        .lines()
+        .iter()
+        .filter(|l| l.ends_with("/api-leak"))
+        .count();
     assert_eq!(session_reads, 5, "{:?}", calls.lines());
     // Progress on stderr: a line each time something changed, none when nothing did.
     let progress: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with('[')).collect();
@@ -172,7 +252,15 @@ async fn following_a_session_shows_every_phase_then_the_findings_most_serious_fi
 async fn json_output_prints_the_finished_session() {
     let (run, _) = support::run(
         following("api-leak", phases()),
-        &["capture", "api-7d9f8-x2b4q", "--name", "api-leak", "--wait", "-o", "json"],
+        &[
+            "capture",
+            "api-7d9f8-x2b4q",
+            "--name",
+            "api-leak",
+            "--wait",
+            "-o",
+            "json",
+        ],
     )
     .await;
     let printed: DebugSession = serde_json::from_str(&run.stdout).unwrap();
@@ -191,7 +279,8 @@ async fn a_failed_session_exits_4_with_its_reason() {
     .await;
     assert_eq!(run.code, 4, "{run:?}");
     assert!(
-        run.stdout.starts_with("shop/api-leak Failed: PolicyRefused: capture core is not allowed"),
+        run.stdout
+            .starts_with("shop/api-leak Failed: PolicyRefused: capture core is not allowed"),
         "{}",
         run.stdout
     );
@@ -203,16 +292,29 @@ async fn a_session_that_never_finishes_times_out_with_exit_5() {
     let started = tokio::time::Instant::now();
     let (run, calls) = support::run(
         following("api-leak", vec![Some(capturing)]),
-        &["capture", "api-7d9f8-x2b4q", "--name", "api-leak", "--wait", "--timeout", "1m"],
+        &[
+            "capture",
+            "api-7d9f8-x2b4q",
+            "--name",
+            "api-leak",
+            "--wait",
+            "--timeout",
+            "1m",
+        ],
     )
     .await;
     assert_eq!(run.code, 5, "{run:?}");
     // The capture pod's deadline and a minute's grace for the operator to report it.
     assert_eq!(started.elapsed().as_secs(), 120);
-    let reads = calls.lines().iter().filter(|l| l.ends_with("/api-leak")).count();
+    let reads = calls
+        .lines()
+        .iter()
+        .filter(|l| l.ends_with("/api-leak"))
+        .count();
     assert_eq!(reads, 121, "one read a second");
     assert!(
-        run.stderr.contains("timed out: api-leak is still Capturing after 120s (its deadline is 1m)"),
+        run.stderr
+            .contains("timed out: api-leak is still Capturing after 120s (its deadline is 1m)"),
         "{}",
         run.stderr
     );
@@ -222,12 +324,22 @@ async fn a_session_that_never_finishes_times_out_with_exit_5() {
 async fn a_session_no_operator_picks_up_says_so_once() {
     let (run, _) = support::run(
         following("api-leak", vec![None]),
-        &["capture", "api-7d9f8-x2b4q", "--name", "api-leak", "--wait", "--timeout", "10s"],
+        &[
+            "capture",
+            "api-7d9f8-x2b4q",
+            "--name",
+            "api-leak",
+            "--wait",
+            "--timeout",
+            "10s",
+        ],
     )
     .await;
     assert_eq!(run.code, 5);
     assert_eq!(
-        run.stderr.matches("no operator has picked up api-leak after 20s: is procshot-operator running?").count(),
+        run.stderr
+            .matches("no operator has picked up api-leak after 20s: is procshot-operator running?")
+            .count(),
         1,
         "{}",
         run.stderr
@@ -236,9 +348,8 @@ async fn a_session_no_operator_picks_up_says_so_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_crd_is_answered_with_the_install_command() {
-    let router = creating(|call| {
-        (call.path == SESSIONS || call.path == DISCOVERY).then(support::not_found)
-    });
+    let router =
+        creating(|call| (call.path == SESSIONS || call.path == DISCOVERY).then(support::not_found));
     let (run, calls) = support::run(router, &["capture", "api-7d9f8-x2b4q", "--wait=false"]).await;
     assert_eq!(run.code, 1);
     assert_eq!(calls.lines().last().unwrap(), &format!("GET {DISCOVERY}"));
@@ -284,7 +395,10 @@ async fn a_mistyped_pod_is_answered_with_the_similar_names() {
     });
     let (run, calls) = support::run(router, &["capture", "api-7d9f8-x2b4", "--wait=false"]).await;
     assert_eq!(run.code, 1);
-    assert_eq!(calls.lines(), [format!("GET {PODS}/api-7d9f8-x2b4"), format!("GET {PODS}")]);
+    assert_eq!(
+        calls.lines(),
+        [format!("GET {PODS}/api-7d9f8-x2b4"), format!("GET {PODS}")]
+    );
     assert!(
         run.stderr.contains("pod api-7d9f8-x2b4 not found in namespace shop: did you mean one of api-7d9f8-x2b4q, api-7d9f8-k2lmn?"),
         "{}",
@@ -295,10 +409,23 @@ async fn a_mistyped_pod_is_answered_with_the_similar_names() {
 #[tokio::test(start_paused = true)]
 async fn a_pod_that_is_not_running_or_lacks_the_container_is_refused_before_any_session() {
     for (phase, container, message) in [
-        ("Pending", None, "pod api-7d9f8-x2b4q is Pending, not Running"),
-        ("Running", Some("sidecar"), "pod api-7d9f8-x2b4q has no container sidecar: its containers are api"),
+        (
+            "Pending",
+            None,
+            "pod api-7d9f8-x2b4q is Pending, not Running",
+        ),
+        (
+            "Running",
+            Some("sidecar"),
+            "pod api-7d9f8-x2b4q has no container sidecar: its containers are api",
+        ),
     ] {
-        let router: Router = Arc::new(move |_| (200, support::pod("api-7d9f8-x2b4q", phase, "2026-11-22T10:00:00Z")));
+        let router: Router = Arc::new(move |_| {
+            (
+                200,
+                support::pod("api-7d9f8-x2b4q", phase, "2026-11-22T10:00:00Z"),
+            )
+        });
         let mut args = vec!["capture", "api-7d9f8-x2b4q", "--wait=false"];
         if let Some(container) = container {
             args.extend(["-c", container]);
@@ -325,11 +452,27 @@ async fn a_selector_matching_several_pods_says_which_are_captured() {
             )
         })
     });
-    let (run, calls) = support::run(router, &["capture", "-l", "app=api,tier in (web)", "--max-pods", "2", "--wait=false"]).await;
+    let (run, calls) = support::run(
+        router,
+        &[
+            "capture",
+            "-l",
+            "app=api,tier in (web)",
+            "--max-pods",
+            "2",
+            "--wait=false",
+        ],
+    )
+    .await;
     assert_eq!(run.code, 0, "{run:?}");
     let list = &calls.all()[0];
     assert_eq!(list.line(), format!("GET {PODS}"));
-    assert!(list.query.contains("labelSelector=app%3Dapi%2Ctier+in+%28web%29"), "{}", list.query);
+    assert!(
+        list.query
+            .contains("labelSelector=app%3Dapi%2Ctier+in+%28web%29"),
+        "{}",
+        list.query
+    );
     assert!(
         run.stderr.contains("selector app=api,tier in (web) matches 3 running pods; capturing the oldest 2 (api-1, api-2): --max-pods 3 captures more"),
         "{}",
@@ -347,26 +490,50 @@ async fn a_selector_matching_several_pods_says_which_are_captured() {
 #[tokio::test(start_paused = true)]
 async fn a_deployment_is_captured_through_its_selector() {
     let router = creating(|call| match call.path.as_str() {
-        "/apis/apps/v1/namespaces/shop/deployments/api" => Some((200, json!({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"},
-            "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {"spec": {"containers": []}}}
-        }))),
-        PODS => Some(support::list("PodList", vec![support::pod("api-1", "Running", "2026-11-22T10:01:00Z")])),
+        "/apis/apps/v1/namespaces/shop/deployments/api" => Some((
+            200,
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"},
+                "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {"spec": {"containers": []}}}
+            }),
+        )),
+        PODS => Some(support::list(
+            "PodList",
+            vec![support::pod("api-1", "Running", "2026-11-22T10:01:00Z")],
+        )),
         _ => None,
     });
     let (run, calls) = support::run(router, &["capture", "deploy/api", "--wait=false"]).await;
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(calls.lines()[0], "GET /apis/apps/v1/namespaces/shop/deployments/api");
+    assert_eq!(
+        calls.lines()[0],
+        "GET /apis/apps/v1/namespaces/shop/deployments/api"
+    );
     let session = created(&calls.all()[3]);
-    assert_eq!(session.spec.target.selector.unwrap().match_labels.unwrap()["app"], "api");
-    assert!(!run.stderr.contains("matches"), "one pod, nothing to note: {}", run.stderr);
+    assert_eq!(
+        session.spec.target.selector.unwrap().match_labels.unwrap()["app"],
+        "api"
+    );
+    assert!(
+        !run.stderr.contains("matches"),
+        "one pod, nothing to note: {}",
+        run.stderr
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_client_dry_run_prints_the_session_without_any_request() {
     let (run, calls) = support::run(
         Arc::new(|_| panic!("no request")),
-        &["capture", "api-7d9f8-x2b4q", "--dry-run=client", "-o", "yaml", "--name", "api-leak"],
+        &[
+            "capture",
+            "api-7d9f8-x2b4q",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+            "--name",
+            "api-leak",
+        ],
     )
     .await;
     assert_eq!(run.code, 0, "{run:?}");
@@ -379,16 +546,37 @@ async fn a_client_dry_run_prints_the_session_without_any_request() {
 
 #[tokio::test(start_paused = true)]
 async fn a_server_dry_run_asks_the_api_server_to_check_without_creating() {
-    let (run, calls) = support::run(creating(|_| None), &["capture", "api-7d9f8-x2b4q", "--dry-run=server"]).await;
+    let (run, calls) = support::run(
+        creating(|_| None),
+        &["capture", "api-7d9f8-x2b4q", "--dry-run=server"],
+    )
+    .await;
     assert_eq!(run.code, 0, "{run:?}");
-    let post = calls.all().into_iter().find(|c| c.method == "POST" && c.path == SESSIONS).unwrap();
+    let post = calls
+        .all()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.path == SESSIONS)
+        .unwrap();
     assert!(post.query.contains("dryRun=All"), "{}", post.query);
-    assert!(run.stdout.ends_with("created (server dry run)\n"), "{}", run.stdout);
+    assert!(
+        run.stdout.ends_with("created (server dry run)\n"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn goroutines_without_a_pprof_port_is_a_usage_error() {
-    let (run, _) = support::run(creating(|_| None), &["capture", "api-7d9f8-x2b4q", "--capture", "goroutines"]).await;
+    let (run, _) = support::run(
+        creating(|_| None),
+        &["capture", "api-7d9f8-x2b4q", "--capture", "goroutines"],
+    )
+    .await;
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("--capture goroutines needs --go-pprof PORT"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--capture goroutines needs --go-pprof PORT"),
+        "{}",
+        run.stderr
+    );
 }

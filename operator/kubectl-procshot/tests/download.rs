@@ -102,31 +102,39 @@ fn spec(garage: Option<&Garage>) -> Value {
 }
 
 fn router(spec: Value, status: Value) -> support::Router {
-    Arc::new(move |call| match (call.method.as_str(), call.path.as_str()) {
-        ("GET", p) if p == format!("{}/api-7d9f8-x2b4q", support::PODS) => {
-            (200, support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"))
-        }
-        ("POST", support::REVIEWS) => support::review(),
-        ("POST", support::SESSIONS) => (201, call.body.clone()),
-        ("GET", p) if p == format!("{}/{NAME}", support::SESSIONS) => {
-            (200, support::session(NAME, spec.clone(), Some(status.clone())))
-        }
-        _ => support::not_found(),
-    })
+    Arc::new(
+        move |call| match (call.method.as_str(), call.path.as_str()) {
+            ("GET", p) if p == format!("{}/api-7d9f8-x2b4q", support::PODS) => (
+                200,
+                support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"),
+            ),
+            ("POST", support::REVIEWS) => support::review(),
+            ("POST", support::SESSIONS) => (201, call.body.clone()),
+            ("GET", p) if p == format!("{}/{NAME}", support::SESSIONS) => (
+                200,
+                support::session(NAME, spec.clone(), Some(status.clone())),
+            ),
+            _ => support::not_found(),
+        },
+    )
 }
 
 /// Runs the plugin binary with the kubeconfig and only the AWS credentials in its
 /// environment.
 async fn plugin(server: &support::ApiServer, args: &[&str]) -> Output {
     let mut command = Command::new(support::plugin());
-    command.args(args).env("KUBECONFIG", server.kubeconfig("shop"));
+    command
+        .args(args)
+        .env("KUBECONFIG", server.kubeconfig("shop"));
     for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("AWS_")) {
         command.env_remove(name);
     }
     command
         .env("AWS_ACCESS_KEY_ID", KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", SECRET);
-    tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
 }
 
 /// Every file of `from` is in `to`, byte for byte, and nothing else.
@@ -141,7 +149,11 @@ fn assert_same_files(from: &Path, to: &Path) {
     };
     assert_eq!(names(from), names(to));
     for name in names(from) {
-        assert_eq!(std::fs::read(from.join(&name)).unwrap(), std::fs::read(to.join(&name)).unwrap(), "{name}");
+        assert_eq!(
+            std::fs::read(from.join(&name)).unwrap(),
+            std::fs::read(to.join(&name)).unwrap(),
+            "{name}"
+        );
     }
 }
 
@@ -155,22 +167,35 @@ async fn capture_download_fetches_every_file_and_checks_it_against_the_manifest(
     let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
     let (_keep, dir, pid) = tokio::task::spawn_blocking(capture).await.unwrap();
     let artifacts = upload(&garage, &dir).await;
-    let server = support::ApiServer::start(router(spec(Some(&garage)), succeeded(&artifacts, pid)), None).await;
+    let server = support::ApiServer::start(
+        router(spec(Some(&garage)), succeeded(&artifacts, pid)),
+        None,
+    )
+    .await;
     let into = tempfile::tempdir().unwrap();
     let target = into.path().join("evidence");
     let output = plugin(
         &server,
-        &["capture", "api-7d9f8-x2b4q", "--name", NAME, "--download", target.to_str().unwrap()],
+        &[
+            "capture",
+            "api-7d9f8-x2b4q",
+            "--name",
+            NAME,
+            "--download",
+            target.to_str().unwrap(),
+        ],
     )
     .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.code().is_some_and(|c| c == 0 || c == 3), "{stdout}\n{stderr}");
+    assert!(
+        output.status.code().is_some_and(|c| c == 0 || c == 3),
+        "{stdout}\n{stderr}"
+    );
     assert_same_files(&dir, &target);
     assert!(
-        stdout.contains(&format!(
-            "downloaded {} files", artifacts.len()
-        )) && stdout.contains("each checked against manifest.json"),
+        stdout.contains(&format!("downloaded {} files", artifacts.len()))
+            && stdout.contains("each checked against manifest.json"),
         "{stdout}"
     );
     assert!(stderr.contains("downloading fds.json"), "{stderr}");
@@ -186,10 +211,14 @@ async fn a_corrupted_object_is_refused_and_not_kept() {
     let key = fds.url.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
     let mut content = std::fs::read(dir.join("fds.json")).unwrap();
     content[0] ^= 0x20;
-    store(&garage).put(&ObjectPath::from(key), PutPayload::from(content)).await.unwrap();
+    store(&garage)
+        .put(&ObjectPath::from(key), PutPayload::from(content))
+        .await
+        .unwrap();
 
     // The endpoint from the user's environment this time (the session names none).
-    let server = support::ApiServer::start(router(spec(None), succeeded(&artifacts, pid)), None).await;
+    let server =
+        support::ApiServer::start(router(spec(None), succeeded(&artifacts, pid)), None).await;
     let into = tempfile::tempdir().unwrap();
     let mut command_env = vec![];
     command_env.push(("AWS_ENDPOINT_URL", garage.endpoint()));
@@ -204,7 +233,9 @@ async fn a_corrupted_object_is_refused_and_not_kept() {
             .env("AWS_REGION", "garage")
             .env("AWS_ALLOW_HTTP", "true")
             .envs(command_env);
-        tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap()
+        tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap()
     };
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(6), "{stderr}");
@@ -217,18 +248,31 @@ async fn a_corrupted_object_is_refused_and_not_kept() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert!(!left.iter().any(|n| n == "fds.json" || n == "manifest.json" || n.ends_with(".part")), "{left:?}");
+    assert!(
+        !left
+            .iter()
+            .any(|n| n == "fds.json" || n == "manifest.json" || n.ends_with(".part")),
+        "{left:?}"
+    );
 }
 
 /// Runs `procshot cat` (the sidecar's own code) on `dir` for the exec requests.
 fn cat_in(dir: PathBuf) -> ExecRouter {
     Arc::new(move |call| {
         let command = support::exec::command(call);
-        assert_eq!(command[..3], ["procshot", "cat", "/work/capture"], "{command:?}");
+        assert_eq!(
+            command[..3],
+            ["procshot", "cat", "/work/capture"],
+            "{command:?}"
+        );
         assert!(call.query.contains("container=capture"), "{}", call.query);
         let mut stdout = Vec::new();
         match procshot::cat::cat(&dir, &command[3], &mut stdout) {
-            Ok(_) => ExecAnswer { stdout, stderr: Vec::new(), code: 0 },
+            Ok(_) => ExecAnswer {
+                stdout,
+                stderr: Vec::new(),
+                code: 0,
+            },
             Err(e) => ExecAnswer {
                 stdout,
                 stderr: format!("procshot: error: {e}\n").into_bytes(),
@@ -246,24 +290,45 @@ fn holding() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_held_in_its_pod_is_fetched_over_exec_and_checked() {
     let (_keep, dir, _) = tokio::task::spawn_blocking(capture).await.unwrap();
-    let server = support::ApiServer::start(router(spec(None), holding()), Some(cat_in(dir.clone()))).await;
+    let server =
+        support::ApiServer::start(router(spec(None), holding()), Some(cat_in(dir.clone()))).await;
     let into = tempfile::tempdir().unwrap();
     let output = plugin(&server, &["download", NAME, into.path().to_str().unwrap()]).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_same_files(&dir, into.path());
     let exec = format!("GET /api/v1/namespaces/procshot-system/pods/{CAPTURE_POD}/exec");
     let files = std::fs::read_dir(&dir).unwrap().count();
-    assert_eq!(server.calls.lines().iter().filter(|l| **l == exec).count(), files, "one exec per file");
-    assert!(stdout.contains(&format!("from pod procshot-system/{CAPTURE_POD}")), "{stdout}");
+    assert_eq!(
+        server.calls.lines().iter().filter(|l| **l == exec).count(),
+        files,
+        "one exec per file"
+    );
+    assert!(
+        stdout.contains(&format!("from pod procshot-system/{CAPTURE_POD}")),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_pod_without_a_capture_yet_says_so() {
     let empty = tempfile::tempdir().unwrap();
-    let server = support::ApiServer::start(router(spec(None), holding()), Some(cat_in(empty.path().to_path_buf()))).await;
+    let server = support::ApiServer::start(
+        router(spec(None), holding()),
+        Some(cat_in(empty.path().to_path_buf())),
+    )
+    .await;
     let into = tempfile::tempdir().unwrap();
-    let output = plugin(&server, &["download", NAME, into.path().join("x").to_str().unwrap()]).await;
+    let output = plugin(
+        &server,
+        &["download", NAME, into.path().join("x").to_str().unwrap()],
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(6), "{stderr}");
     assert!(

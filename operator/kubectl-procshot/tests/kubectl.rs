@@ -15,9 +15,16 @@ use serde_json::{Value, json};
 
 /// `kubectl ARGS…` with only the plugin's directory added to PATH.
 fn kubectl(plugin_dir: &Path, kubeconfig: Option<&Path>, args: &[&str]) -> Output {
-    let path = format!("{}:{}", plugin_dir.display(), std::env::var("PATH").unwrap());
+    let path = format!(
+        "{}:{}",
+        plugin_dir.display(),
+        std::env::var("PATH").unwrap()
+    );
     let mut command = Command::new("kubectl");
-    command.args(args).env("PATH", path).env_remove("KUBECONFIG");
+    command
+        .args(args)
+        .env("PATH", path)
+        .env_remove("KUBECONFIG");
     if let Some(kubeconfig) = kubeconfig {
         command.env("KUBECONFIG", kubeconfig);
     }
@@ -60,7 +67,10 @@ for error in jsonschema.Draft4Validator(schema).iter_errors(obj):
     print("/".join(map(str, error.absolute_path)) + ": " + error.message)
 "#;
     let dir = tempfile::tempdir().unwrap();
-    let (schema, obj) = (dir.path().join("schema.json"), dir.path().join("object.json"));
+    let (schema, obj) = (
+        dir.path().join("schema.json"),
+        dir.path().join("object.json"),
+    );
     std::fs::write(&schema, serde_json::to_vec(&support::crd_schema()).unwrap()).unwrap();
     std::fs::write(&obj, serde_json::to_vec(object).unwrap()).unwrap();
     let output = Command::new("python3")
@@ -74,7 +84,11 @@ for error in jsonschema.Draft4Validator(schema).iter_errors(obj):
         "jsonschema (from kubernetes-validate; scripts/install-test-deps.sh) failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout).unwrap().lines().map(str::to_string).collect()
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -84,16 +98,31 @@ fn kubectl_finds_the_plugin_on_path_and_shows_its_help() {
     assert!(list.contains("kubectl-procshot"), "{list}");
     let help = stdout(&kubectl(dir.path(), None, &["procshot", "--help"]));
     assert!(help.contains("Usage: kubectl procshot"), "{help}");
-    for command in ["capture", "get", "describe", "findings", "download", "delete"] {
-        assert!(help.contains(&format!("\n  {command} ")), "{command} in {help}");
+    for command in [
+        "capture", "get", "describe", "findings", "download", "delete",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "{command} in {help}"
+        );
     }
     for absent in ["arm", "postmortem"] {
-        assert!(!help.contains(&format!("\n  {absent}")), "{absent} is not there yet: {help}");
+        assert!(
+            !help.contains(&format!("\n  {absent}")),
+            "{absent} is not there yet: {help}"
+        );
         let output = kubectl(dir.path(), None, &["procshot", absent, "api"]);
         assert_eq!(output.status.code(), Some(2), "{absent} is not a command");
     }
-    let capture = stdout(&kubectl(dir.path(), None, &["procshot", "capture", "--help"]));
-    assert!(capture.contains("--dry-run") && capture.contains("deploy/NAME"), "{capture}");
+    let capture = stdout(&kubectl(
+        dir.path(),
+        None,
+        &["procshot", "capture", "--help"],
+    ));
+    assert!(
+        capture.contains("--dry-run") && capture.contains("deploy/NAME"),
+        "{capture}"
+    );
 }
 
 /// A kubeconfig with two contexts on an address nothing listens on: a client dry run
@@ -120,20 +149,50 @@ fn a_client_dry_run_through_kubectl_prints_a_session_the_crd_accepts() {
         dir.path(),
         Some(&kubeconfig),
         &[
-            "procshot", "capture", "api-7d9f8-x2b4q", "-c", "api", "--capture", "fds,threads,memory,stacks",
-            "--samples", "4", "--interval", "15s", "--go-pprof", "6060", "--timeout", "10m", "--ttl", "24h",
-            "--output", "s3://evidence/incidents", "--output-endpoint", "https://minio.storage:9000",
-            "--dry-run=client", "-o", "yaml",
+            "procshot",
+            "capture",
+            "api-7d9f8-x2b4q",
+            "-c",
+            "api",
+            "--capture",
+            "fds,threads,memory,stacks",
+            "--samples",
+            "4",
+            "--interval",
+            "15s",
+            "--go-pprof",
+            "6060",
+            "--timeout",
+            "10m",
+            "--ttl",
+            "24h",
+            "--output",
+            "s3://evidence/incidents",
+            "--output-endpoint",
+            "https://minio.storage:9000",
+            "--dry-run=client",
+            "-o",
+            "yaml",
         ],
     ));
     let session: Value = serde_saphyr::from_str(&yaml).unwrap();
-    assert_eq!(session["metadata"]["namespace"], "shop", "the current context's namespace");
-    assert_eq!(session["spec"]["target"], json!({"pod": "api-7d9f8-x2b4q", "container": "api"}));
+    assert_eq!(
+        session["metadata"]["namespace"], "shop",
+        "the current context's namespace"
+    );
+    assert_eq!(
+        session["spec"]["target"],
+        json!({"pod": "api-7d9f8-x2b4q", "container": "api"})
+    );
     assert_eq!(
         session["spec"]["capture"],
         json!(["fds", "threads", "memory", "stacks", "goroutines"])
     );
-    assert_eq!(support::violations(&session), Vec::<String>::new(), "CEL rules");
+    assert_eq!(
+        support::violations(&session),
+        Vec::<String>::new(),
+        "CEL rules"
+    );
     assert_eq!(schema_problems(&session), Vec::<String>::new(), "schema");
 
     // The check is real: a session the CRD refuses is refused here too.
@@ -141,17 +200,36 @@ fn a_client_dry_run_through_kubectl_prints_a_session_the_crd_accepts() {
     bad["spec"]["samples"] = json!(0);
     bad["spec"]["captures"] = json!(["fds"]);
     let problems = schema_problems(&bad);
-    assert!(problems.iter().any(|p| p.starts_with("spec/samples")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("'captures' was unexpected")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with("spec/samples")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("'captures' was unexpected")),
+        "{problems:?}"
+    );
     bad["spec"].as_object_mut().unwrap().remove("interval");
     bad["spec"]["samples"] = json!(2);
     assert!(!support::violations(&bad).is_empty());
 
     // -n and --context choose the namespace as they do for kubectl.
-    for (flags, namespace) in [(&["-n", "other"][..], "other"), (&["--context", "payments"][..], "payments")] {
-        let mut args = vec!["procshot", "capture", "api", "--dry-run=client", "-o", "json"];
+    for (flags, namespace) in [
+        (&["-n", "other"][..], "other"),
+        (&["--context", "payments"][..], "payments"),
+    ] {
+        let mut args = vec![
+            "procshot",
+            "capture",
+            "api",
+            "--dry-run=client",
+            "-o",
+            "json",
+        ];
         args.extend_from_slice(flags);
-        let session: Value = serde_json::from_str(&stdout(&kubectl(dir.path(), Some(&kubeconfig), &args))).unwrap();
+        let session: Value =
+            serde_json::from_str(&stdout(&kubectl(dir.path(), Some(&kubeconfig), &args))).unwrap();
         assert_eq!(session["metadata"]["namespace"], namespace, "{flags:?}");
         assert_eq!(schema_problems(&session), Vec::<String>::new());
     }
@@ -165,8 +243,10 @@ async fn kubectl_procshot_get_reads_the_cluster_of_the_kubeconfig() {
             vec![support::session(
                 "api-leak",
                 json!({"target": {"pod": "api-7d9f8-x2b4q"}, "samples": 1}),
-                Some(json!({"phase": "Succeeded", "findings": [{"pod": "api-7d9f8-x2b4q", "severity": "warning",
-                    "code": "FD_GROWTH", "message": "m"}], "topFinding": "FD_GROWTH: sockets grew"})),
+                Some(
+                    json!({"phase": "Succeeded", "findings": [{"pod": "api-7d9f8-x2b4q", "severity": "warning",
+                    "code": "FD_GROWTH", "message": "m"}], "topFinding": "FD_GROWTH: sockets grew"}),
+                ),
             )],
         ),
         _ => support::not_found(),
@@ -174,15 +254,22 @@ async fn kubectl_procshot_get_reads_the_cluster_of_the_kubeconfig() {
     let server = support::ApiServer::start(router, None).await;
     let dir = support::plugin_path_dir();
     let kubeconfig = server.kubeconfig("shop");
-    let output = tokio::task::spawn_blocking(move || kubectl(dir.path(), Some(&kubeconfig), &["procshot", "get"]))
-        .await
-        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        kubectl(dir.path(), Some(&kubeconfig), &["procshot", "get"])
+    })
+    .await
+    .unwrap();
     let table = stdout(&output);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
-    assert!(lines[0].starts_with("NAME      PHASE      TARGET"), "{table}");
     assert!(
-        lines[1].starts_with("api-leak  Succeeded  pod api-7d9f8-x2b4q  WARNING FD_GROWTH: sockets grew"),
+        lines[0].starts_with("NAME      PHASE      TARGET"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "api-leak  Succeeded  pod api-7d9f8-x2b4q  WARNING FD_GROWTH: sockets grew"
+        ),
         "{table}"
     );
     assert_eq!(server.calls.lines(), [format!("GET {}", support::SESSIONS)]);

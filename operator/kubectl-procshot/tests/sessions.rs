@@ -3,8 +3,8 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use support::{DISCOVERY, Router, SESSIONS};
@@ -29,18 +29,22 @@ fn finished() -> Value {
 }
 
 fn serving(session: Value) -> Router {
-    Arc::new(move |call| match (call.method.as_str(), call.path.as_str()) {
-        ("GET", p) if p == format!("{SESSIONS}/api-leak") => (200, session.clone()),
-        ("GET", SESSIONS) => support::list("DebugSessionList", vec![session.clone()]),
-        ("GET", "/api/v1/namespaces/shop/events") => support::list(
-            "EventList",
-            vec![json!({"metadata": {"name": "e1", "namespace": "shop"}, "involvedObject": {"kind": "DebugSession", "name": "api-leak"},
+    Arc::new(
+        move |call| match (call.method.as_str(), call.path.as_str()) {
+            ("GET", p) if p == format!("{SESSIONS}/api-leak") => (200, session.clone()),
+            ("GET", SESSIONS) => support::list("DebugSessionList", vec![session.clone()]),
+            ("GET", "/api/v1/namespaces/shop/events") => support::list(
+                "EventList",
+                vec![
+                    json!({"metadata": {"name": "e1", "namespace": "shop"}, "involvedObject": {"kind": "DebugSession", "name": "api-leak"},
                         "type": "Normal", "reason": "CapturePodCreated", "message": "created procshot-api-leak-0123",
-                        "lastTimestamp": "2026-11-22T10:15:01Z"})],
-        ),
-        ("GET", DISCOVERY) => support::discovery(),
-        _ => support::not_found(),
-    })
+                        "lastTimestamp": "2026-11-22T10:15:01Z"}),
+                ],
+            ),
+            ("GET", DISCOVERY) => support::discovery(),
+            _ => support::not_found(),
+        },
+    )
 }
 
 #[tokio::test]
@@ -49,12 +53,21 @@ async fn get_prints_the_printer_columns_and_json_or_yaml_on_request() {
     assert_eq!(run.code, 0);
     assert_eq!(calls.lines(), [format!("GET {SESSIONS}")]);
     let lines: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(lines[0], "NAME      PHASE      TARGET                               FINDING                                  AGE");
+    assert_eq!(
+        lines[0],
+        "NAME      PHASE      TARGET                               FINDING                                  AGE"
+    );
     assert!(lines[1].starts_with("api-leak  Succeeded  pod api-7d9f8-x2b4q (container api)  WARNING FD_GROWTH: sockets grew 0 → 100  "), "{}", lines[1]);
 
     let (run, _) = support::run(serving(finished()), &["get", "-o", "yaml"]).await;
     let list: Value = serde_saphyr::from_str(&run.stdout).unwrap();
-    assert_eq!((list["kind"].as_str(), list["items"][0]["metadata"]["name"].as_str()), (Some("List"), Some("api-leak")));
+    assert_eq!(
+        (
+            list["kind"].as_str(),
+            list["items"][0]["metadata"]["name"].as_str()
+        ),
+        (Some("List"), Some("api-leak"))
+    );
     let (run, _) = support::run(serving(finished()), &["get", "api-leak", "-o", "json"]).await;
     let one: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(one["status"]["phase"], "Succeeded");
@@ -63,21 +76,37 @@ async fn get_prints_the_printer_columns_and_json_or_yaml_on_request() {
 #[tokio::test]
 async fn get_of_every_namespace_adds_the_namespace_column() {
     let router: Router = Arc::new(|call| match call.path.as_str() {
-        "/apis/procshot.dev/v1alpha1/debugsessions" => support::list("DebugSessionList", vec![finished()]),
+        "/apis/procshot.dev/v1alpha1/debugsessions" => {
+            support::list("DebugSessionList", vec![finished()])
+        }
         _ => support::not_found(),
     });
     let (run, _) = support::run(router, &["get", "-A"]).await;
     assert!(run.stdout.starts_with("NAMESPACE  NAME "), "{}", run.stdout);
-    assert!(run.stdout.lines().nth(1).unwrap().starts_with("shop       api-leak"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("shop       api-leak"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[tokio::test]
 async fn describe_shows_the_request_the_targets_the_findings_the_files_and_the_events() {
     let (run, calls) = support::run(serving(finished()), &["describe", "api-leak"]).await;
     assert_eq!(run.code, 0, "{run:?}");
-    let events = calls.all().into_iter().find(|c| c.path.ends_with("/events")).unwrap();
+    let events = calls
+        .all()
+        .into_iter()
+        .find(|c| c.path.ends_with("/events"))
+        .unwrap();
     assert!(
-        events.query.contains("fieldSelector=involvedObject.kind%3DDebugSession%2CinvolvedObject.name%3Dapi-leak"),
+        events.query.contains(
+            "fieldSelector=involvedObject.kind%3DDebugSession%2CinvolvedObject.name%3Dapi-leak"
+        ),
         "{}",
         events.query
     );
@@ -94,7 +123,11 @@ async fn describe_shows_the_request_the_targets_the_findings_the_files_and_the_e
         "  manifest.json  1.5 KiB  s3://evidence/incidents/shop/api-leak/20261122T101501Z/manifest.json",
         "  Normal  CapturePodCreated",
     ] {
-        assert!(run.stdout.contains(expected), "{expected:?} in:\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(expected),
+            "{expected:?} in:\n{}",
+            run.stdout
+        );
     }
 }
 
@@ -120,9 +153,18 @@ async fn a_missing_session_is_answered_with_the_similar_names() {
     assert_eq!(run.code, 1);
     assert_eq!(
         calls.lines(),
-        [format!("GET {SESSIONS}/api-lek"), format!("GET {DISCOVERY}"), format!("GET {SESSIONS}")]
+        [
+            format!("GET {SESSIONS}/api-lek"),
+            format!("GET {DISCOVERY}"),
+            format!("GET {SESSIONS}")
+        ]
     );
-    assert!(run.stderr.contains("debugsession api-lek not found in namespace shop: did you mean api-leak?"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("debugsession api-lek not found in namespace shop: did you mean api-leak?"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]
@@ -152,9 +194,17 @@ async fn delete_waits_until_the_operator_has_removed_the_session() {
     let path = format!("{SESSIONS}/api-leak");
     assert_eq!(
         calls.lines(),
-        [format!("DELETE {path}"), format!("GET {path}"), format!("GET {path}"), format!("GET {path}")]
+        [
+            format!("DELETE {path}"),
+            format!("GET {path}"),
+            format!("GET {path}"),
+            format!("GET {path}")
+        ]
     );
-    assert_eq!(run.stdout, "debugsession.procshot.dev \"api-leak\" deleted\n");
+    assert_eq!(
+        run.stdout,
+        "debugsession.procshot.dev \"api-leak\" deleted\n"
+    );
 }
 
 #[tokio::test]
@@ -163,10 +213,15 @@ async fn a_finished_session_without_an_output_has_nothing_to_download_and_says_w
     session["status"]["artifacts"] = json!([]);
     session["spec"].as_object_mut().unwrap().remove("output");
     let into = tempfile::tempdir().unwrap();
-    let (run, _) = support::run(serving(session), &["download", "api-leak", into.path().to_str().unwrap()]).await;
+    let (run, _) = support::run(
+        serving(session),
+        &["download", "api-leak", into.path().to_str().unwrap()],
+    )
+    .await;
     assert_eq!(run.code, 6);
     assert!(
-        run.stderr.contains("nothing to download from shop/api-leak: the session had no output")
+        run.stderr
+            .contains("nothing to download from shop/api-leak: the session had no output")
             && run.stderr.contains("--output s3://BUCKET/PREFIX"),
         "{}",
         run.stderr

@@ -17,21 +17,24 @@ const NAME: &str = "api-leak";
 fn scripted() -> (support::Router, Arc<Mutex<Option<Value>>>) {
     let status = Arc::new(Mutex::new(None::<Value>));
     let current = status.clone();
-    let router: support::Router = Arc::new(move |call| match (call.method.as_str(), call.path.as_str()) {
-        ("GET", p) if p == format!("{}/api-7d9f8-x2b4q", support::PODS) => {
-            (200, support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"))
-        }
-        ("POST", support::REVIEWS) => support::review(),
-        ("POST", support::SESSIONS) => (201, call.body.clone()),
-        ("GET", p) if p == format!("{}/{NAME}", support::SESSIONS) => (
-            200,
-            support::session(
-                NAME,
-                json!({"target": {"pod": "api-7d9f8-x2b4q"}, "samples": 3, "interval": "5s", "timeout": "5m"}),
-                current.lock().unwrap().clone(),
+    let router: support::Router = Arc::new(move |call| {
+        match (call.method.as_str(), call.path.as_str()) {
+            ("GET", p) if p == format!("{}/api-7d9f8-x2b4q", support::PODS) => (
+                200,
+                support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"),
             ),
-        ),
-        _ => support::not_found(),
+            ("POST", support::REVIEWS) => support::review(),
+            ("POST", support::SESSIONS) => (201, call.body.clone()),
+            ("GET", p) if p == format!("{}/{NAME}", support::SESSIONS) => (
+                200,
+                support::session(
+                    NAME,
+                    json!({"target": {"pod": "api-7d9f8-x2b4q"}, "samples": 3, "interval": "5s", "timeout": "5m"}),
+                    current.lock().unwrap().clone(),
+                ),
+            ),
+            _ => support::not_found(),
+        }
     });
     (router, status)
 }
@@ -65,7 +68,11 @@ impl Tmux {
             .args(args)
             .output()
             .expect("tmux runs (scripts/install-test-deps.sh installs it)");
-        assert!(output.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -86,7 +93,10 @@ impl Tmux {
             if screen.contains(text) {
                 return screen;
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "{text:?} never showed:\n{screen}");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{text:?} never showed:\n{screen}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -94,7 +104,9 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).output();
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
     }
 }
 
@@ -109,32 +121,65 @@ async fn on_a_terminal_progress_redraws_in_place_and_findings_are_coloured() {
         kubeconfig.display(),
         support::plugin().display()
     );
-    tmux.run(&["new-session", "-d", "-s", "plugin", "-x", "150", "-y", "30", &command]);
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "plugin",
+        "-x",
+        "150",
+        "-y",
+        "30",
+        &command,
+    ]);
 
     let screen = tmux.wait_for("waiting for the operator").await;
-    assert!(screen.contains("following it"), "stdout is a terminal: it follows by default\n{screen}");
+    assert!(
+        screen.contains("following it"),
+        "stdout is a terminal: it follows by default\n{screen}"
+    );
     *status.lock().unwrap() = Some(capturing());
     let screen = tmux.wait_for("pid 4242").await;
     // The block was redrawn: one session line, not one per read.
     assert_eq!(screen.matches("shop/api-leak").count(), 1, "{screen}");
     assert!(!screen.contains("waiting for the operator"), "{screen}");
-    assert!(!screen.contains("[   "), "no plain progress lines on a terminal\n{screen}");
+    assert!(
+        !screen.contains("[   "),
+        "no plain progress lines on a terminal\n{screen}"
+    );
     // Time goes on in the block while nothing changes.
-    let before = screen.lines().find(|l| l.contains("shop/api-leak Capturing")).unwrap().to_string();
+    let before = screen
+        .lines()
+        .find(|l| l.contains("shop/api-leak Capturing"))
+        .unwrap()
+        .to_string();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let later = tmux.screen(false);
-    let after = later.lines().find(|l| l.contains("shop/api-leak Capturing")).unwrap().to_string();
+    let after = later
+        .lines()
+        .find(|l| l.contains("shop/api-leak Capturing"))
+        .unwrap()
+        .to_string();
     assert_ne!(before, after, "the spinner and clock move");
 
     *status.lock().unwrap() = Some(succeeded());
     let screen = tmux.wait_for("EXIT=").await;
     assert!(screen.contains("EXIT=3"), "{screen}");
-    assert!(!screen.contains("Capturing"), "the live block is removed at the end\n{screen}");
+    assert!(
+        !screen.contains("Capturing"),
+        "the live block is removed at the end\n{screen}"
+    );
     assert!(screen.contains("shop/api-leak Succeeded"), "{screen}");
     // The finding is red, and what the target wrote reaches the screen inert.
     let colours = tmux.screen(true);
-    let line = colours.lines().find(|l| l.contains("FD_LIMIT_NEAR")).unwrap();
-    assert!(line.contains("\u{1b}[1m\u{1b}[31mCRITICAL") || line.contains("\u{1b}[1;31mCRITICAL"), "{line:?}");
+    let line = colours
+        .lines()
+        .find(|l| l.contains("FD_LIMIT_NEAR"))
+        .unwrap();
+    assert!(
+        line.contains("\u{1b}[1m\u{1b}[31mCRITICAL") || line.contains("\u{1b}[1;31mCRITICAL"),
+        "{line:?}"
+    );
     assert!(line.contains("\\u{1b}]0;pwned\\u{7}"), "{line:?}");
 }
 
@@ -155,9 +200,15 @@ async fn piped_the_same_session_gives_plain_lines_without_escapes() {
     *status.lock().unwrap() = Some(capturing());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     *status.lock().unwrap() = Some(succeeded());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(output.status.code(), Some(3));
-    let (stdout, stderr) = (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap());
+    let (stdout, stderr) = (
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    );
     for text in [&stdout, &stderr] {
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
     }
@@ -177,5 +228,9 @@ async fn piped_the_same_session_gives_plain_lines_without_escapes() {
         ],
         "{stderr}"
     );
-    assert!(stdout.contains("CRITICAL  FD_LIMIT_NEAR  1004 of 1024 fds open (98%) \\u{1b}]0;pwned\\u{7}"), "{stdout}");
+    assert!(
+        stdout
+            .contains("CRITICAL  FD_LIMIT_NEAR  1004 of 1024 fds open (98%) \\u{1b}]0;pwned\\u{7}"),
+        "{stdout}"
+    );
 }

@@ -15,13 +15,17 @@ use crate::session::{self, DEFAULT_TIMEOUT};
 use crate::sessions::{self, Sessions};
 use crate::target::{self, TargetArg};
 use crate::view::findings::print_result;
-use crate::view::progress::{LiveProgress, PlainProgress, Progress};
 use crate::view::phase_of;
+use crate::view::progress::{LiveProgress, PlainProgress, Progress};
 
 use super::{Terminal, outcome_code, run_download};
 
 /// Runs `capture`; returns the exit code.
-pub async fn run(args: &CaptureArgs, cluster: &Cluster, term: &mut Terminal<'_>) -> Result<u8, Error> {
+pub async fn run(
+    args: &CaptureArgs,
+    cluster: &Cluster,
+    term: &mut Terminal<'_>,
+) -> Result<u8, Error> {
     let target = TargetArg::from_args(args.target.as_deref(), args.selector.as_deref())?;
     if let Some(name) = &args.name {
         session::check_name(name)?;
@@ -37,7 +41,8 @@ pub async fn run(args: &CaptureArgs, cluster: &Cluster, term: &mut Terminal<'_>)
         (DryRun::Client, Some(spec)) => (spec, None, None),
         _ => {
             let client = cluster.client()?;
-            let resolved = target::resolve(client, namespace, &target, container, args.max_pods).await?;
+            let resolved =
+                target::resolve(client, namespace, &target, container, args.max_pods).await?;
             let user = match args.dry_run {
                 DryRun::Client => None,
                 _ => sessions::whoami(client).await,
@@ -62,7 +67,10 @@ pub async fn run(args: &CaptureArgs, cluster: &Cluster, term: &mut Terminal<'_>)
     if !wait {
         return print_created(term, &created, args.format(), "");
     }
-    writeln!(term.err, "debugsession.procshot.dev/{name} created; following it (Ctrl-C stops following, not the capture)")?;
+    writeln!(
+        term.err,
+        "debugsession.procshot.dev/{name} created; following it (Ctrl-C stops following, not the capture)"
+    )?;
     let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let bound = timeout + follow::GRACE;
     let ended = {

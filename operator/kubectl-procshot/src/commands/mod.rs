@@ -41,7 +41,11 @@ impl Terminal<'_> {
 }
 
 /// Runs `command` in `cluster`.
-pub async fn run(command: &Command, cluster: &Cluster, term: &mut Terminal<'_>) -> Result<u8, Error> {
+pub async fn run(
+    command: &Command,
+    cluster: &Cluster,
+    term: &mut Terminal<'_>,
+) -> Result<u8, Error> {
     match command {
         Command::Capture(args) => capture::run(args, cluster, term).await,
         Command::Get(args) => get(args, cluster, term).await,
@@ -74,11 +78,20 @@ async fn get(args: &GetArgs, cluster: &Cluster, term: &mut Terminal<'_>) -> Resu
         (Some(format), Some(_)) => output::print(term.out, &list[0], format)?,
         (Some(format), None) => output::print_list(term.out, &list, format)?,
         (None, _) if list.is_empty() => {
-            writeln!(term.err, "No debugsessions found in namespace {}.", cluster.namespace)?;
+            writeln!(
+                term.err,
+                "No debugsessions found in namespace {}.",
+                cluster.namespace
+            )?;
         }
         (None, _) => {
             let paint = term.paint();
-            for line in view::table::lines(&list, args.all_namespaces, k8s_openapi::jiff::Timestamp::now(), paint) {
+            for line in view::table::lines(
+                &list,
+                args.all_namespaces,
+                k8s_openapi::jiff::Timestamp::now(),
+                paint,
+            ) {
                 writeln!(term.out, "{line}")?;
             }
         }
@@ -86,9 +99,15 @@ async fn get(args: &GetArgs, cluster: &Cluster, term: &mut Terminal<'_>) -> Resu
     Ok(exit_code::OK)
 }
 
-async fn describe(args: &NameArgs, cluster: &Cluster, term: &mut Terminal<'_>) -> Result<u8, Error> {
+async fn describe(
+    args: &NameArgs,
+    cluster: &Cluster,
+    term: &mut Terminal<'_>,
+) -> Result<u8, Error> {
     let client = cluster.client()?;
-    let session = Sessions::new(client, &cluster.namespace).get(&args.name).await?;
+    let session = Sessions::new(client, &cluster.namespace)
+        .get(&args.name)
+        .await?;
     let events: Api<Event> = Api::namespaced(client.clone(), &cluster.namespace);
     let fields = format!(
         "involvedObject.kind=DebugSession,involvedObject.name={}",
@@ -99,20 +118,42 @@ async fn describe(args: &NameArgs, cluster: &Cluster, term: &mut Terminal<'_>) -
         .await
         .map(|list| {
             let mut items = list.items;
-            items.sort_by_key(|e| e.last_timestamp.clone().or(e.first_timestamp.clone()).map(|t| t.0));
+            items.sort_by_key(|e| {
+                e.last_timestamp
+                    .clone()
+                    .or(e.first_timestamp.clone())
+                    .map(|t| t.0)
+            });
             items
         })
         .map_err(|e| {
-            Error::from_kube(e, crate::error::Request::new("list", "events", &cluster.namespace), "", "event")
-                .to_string()
+            Error::from_kube(
+                e,
+                crate::error::Request::new("list", "events", &cluster.namespace),
+                "",
+                "event",
+            )
+            .to_string()
         });
     let paint = term.paint();
-    view::describe::print(term.out, &session, &events, k8s_openapi::jiff::Timestamp::now(), paint)?;
+    view::describe::print(
+        term.out,
+        &session,
+        &events,
+        k8s_openapi::jiff::Timestamp::now(),
+        paint,
+    )?;
     Ok(exit_code::OK)
 }
 
-async fn findings(args: &FindingsArgs, cluster: &Cluster, term: &mut Terminal<'_>) -> Result<u8, Error> {
-    let session = Sessions::new(cluster.client()?, &cluster.namespace).get(&args.name).await?;
+async fn findings(
+    args: &FindingsArgs,
+    cluster: &Cluster,
+    term: &mut Terminal<'_>,
+) -> Result<u8, Error> {
+    let session = Sessions::new(cluster.client()?, &cluster.namespace)
+        .get(&args.name)
+        .await?;
     let status = session.status.clone().unwrap_or_default();
     match args.format {
         Some(format) => output::print(term.out, &status.findings, format)?,
@@ -122,7 +163,11 @@ async fn findings(args: &FindingsArgs, cluster: &Cluster, term: &mut Terminal<'_
             } else {
                 "the session has not finished"
             };
-            writeln!(term.err, "no findings for {}: {why}", view::qualified_name(&session))?;
+            writeln!(
+                term.err,
+                "no findings for {}: {why}",
+                view::qualified_name(&session)
+            )?;
         }
         None => {
             let paint = term.paint();
@@ -130,14 +175,25 @@ async fn findings(args: &FindingsArgs, cluster: &Cluster, term: &mut Terminal<'_
         }
     }
     if !status.phase.is_finished() && args.format.is_some() {
-        writeln!(term.err, "{} is {}: more findings may come", view::qualified_name(&session), view::phase_name(status.phase))?;
+        writeln!(
+            term.err,
+            "{} is {}: more findings may come",
+            view::qualified_name(&session),
+            view::phase_name(status.phase)
+        )?;
     }
     Ok(outcome_code(&session))
 }
 
-async fn download_command(args: &DownloadArgs, cluster: &Cluster, term: &mut Terminal<'_>) -> Result<u8, Error> {
+async fn download_command(
+    args: &DownloadArgs,
+    cluster: &Cluster,
+    term: &mut Terminal<'_>,
+) -> Result<u8, Error> {
     let client = cluster.client()?;
-    let session = Sessions::new(client, &cluster.namespace).get(&args.name).await?;
+    let session = Sessions::new(client, &cluster.namespace)
+        .get(&args.name)
+        .await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &args.capture_namespace);
     run_download(&session, &args.dir, pods, &args.capture_namespace, term).await?;
     Ok(exit_code::OK)
@@ -169,7 +225,11 @@ pub async fn run_download(
     Ok(())
 }
 
-async fn delete(args: &DeleteArgs, cluster: &Cluster, term: &mut Terminal<'_>) -> Result<u8, Error> {
+async fn delete(
+    args: &DeleteArgs,
+    cluster: &Cluster,
+    term: &mut Terminal<'_>,
+) -> Result<u8, Error> {
     let sessions = Sessions::new(cluster.client()?, &cluster.namespace);
     sessions.delete(&args.name).await?;
     if args.wait {
@@ -188,6 +248,10 @@ async fn delete(args: &DeleteArgs, cluster: &Cluster, term: &mut Terminal<'_>) -
             tokio::time::sleep(crate::follow::POLL).await;
         }
     }
-    writeln!(term.out, "debugsession.procshot.dev \"{}\" deleted", args.name)?;
+    writeln!(
+        term.out,
+        "debugsession.procshot.dev \"{}\" deleted",
+        args.name
+    )?;
     Ok(exit_code::OK)
 }

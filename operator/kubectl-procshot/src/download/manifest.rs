@@ -98,17 +98,32 @@ mod tests {
 
     #[test]
     fn names_outside_the_directory_are_refused() {
-        for name in ["../etc/passwd", "/etc/passwd", "a/b", ".hidden", "", "manifest.json", "x\u{1b}"] {
+        for name in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "a/b",
+            ".hidden",
+            "",
+            "manifest.json",
+            "x\u{1b}",
+        ] {
             let text = format!(
                 r#"{{"files": [{{"name": {}, "bytes": 1, "sha256": "{SHA}"}}]}}"#,
                 serde_json::to_string(name).unwrap()
             );
-            let e = Manifest::parse(text.as_bytes(), "s3://b/m").unwrap_err().to_string();
+            let e = Manifest::parse(text.as_bytes(), "s3://b/m")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("not a file name"), "{name:?}: {e}");
         }
         let twice = format!(
             r#"{{"files": [{{"name": "a", "bytes": 1, "sha256": "{SHA}"}}, {{"name": "a", "bytes": 1, "sha256": "{SHA}"}}]}}"#
         );
-        assert!(Manifest::parse(twice.as_bytes(), "x").unwrap_err().to_string().contains("twice"));
+        assert!(
+            Manifest::parse(twice.as_bytes(), "x")
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 }

@@ -178,11 +178,23 @@ pub async fn download(
             bytes += match &capture.origin {
                 Origin::Store(store, _) => {
                     let mut reader = store.open_file(&file.name).await?;
-                    save::save(&mut reader, &target_dir, &expected, &store.url_of(&file.name)).await?
+                    save::save(
+                        &mut reader,
+                        &target_dir,
+                        &expected,
+                        &store.url_of(&file.name),
+                    )
+                    .await?
                 }
                 Origin::Pod(pod) => {
                     let mut cat = pod.open(&file.name).await?;
-                    let saved = save::save(&mut cat.stdout, &target_dir, &expected, &pod.url_of(&file.name)).await;
+                    let saved = save::save(
+                        &mut cat.stdout,
+                        &target_dir,
+                        &expected,
+                        &pod.url_of(&file.name),
+                    )
+                    .await;
                     let finished = cat.finish().await;
                     let saved = saved?;
                     finished?;
@@ -225,7 +237,11 @@ fn captures_of(
     for target in &status.targets {
         if target.phase == Phase::Capturing && !target.capture_pod.is_empty() && !uploaded {
             captures.push(Capture {
-                origin: Origin::Pod(PodDir::new(capture_pods.clone(), &target.capture_pod, capture_namespace)),
+                origin: Origin::Pod(PodDir::new(
+                    capture_pods.clone(),
+                    &target.capture_pod,
+                    capture_namespace,
+                )),
                 pod: Some(target.pod.clone()),
             });
         }
@@ -250,7 +266,11 @@ fn nothing_why(session: &DebugSession) -> String {
             session.metadata.name.as_deref().unwrap_or_default()
         );
     }
-    if let Some(target) = status.targets.iter().find(|t| t.reason.as_deref() == Some("UploadFailed")) {
+    if let Some(target) = status
+        .targets
+        .iter()
+        .find(|t| t.reason.as_deref() == Some("UploadFailed"))
+    {
         return format!(
             "the upload of {} failed ({}), and its capture pod is gone with the files: fix the \
              output and capture again",
@@ -338,7 +358,9 @@ fn prepare(dir: &Path) -> Result<(), crate::error::Error> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Err(crate::error::Error::DirectoryNotEmpty { dir: dir.to_path_buf() });
+                return Err(crate::error::Error::DirectoryNotEmpty {
+                    dir: dir.to_path_buf(),
+                });
             }
             Ok(())
         }

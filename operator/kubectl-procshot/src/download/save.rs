@@ -135,10 +135,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let content = vec![7u8; 600_000];
         let mut reader: &[u8] = &content;
-        let n = save(&mut reader, dir.path(), &expected(&content), "test").await.unwrap();
+        let n = save(&mut reader, dir.path(), &expected(&content), "test")
+            .await
+            .unwrap();
         assert_eq!(n, content.len() as u64);
         assert_eq!(std::fs::read(dir.path().join("fds.json")).unwrap(), content);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no .part left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no .part left"
+        );
     }
 
     #[tokio::test]
@@ -147,7 +153,10 @@ mod tests {
         let content = b"{\"fds\": []}".to_vec();
         for (arrived, detail) in [
             (b"{\"fds\": [1]}".to_vec(), "more than the 11 bytes"),
-            (b"{\"fds\": ]}".to_vec(), "10 bytes arrived, the manifest says 11"),
+            (
+                b"{\"fds\": ]}".to_vec(),
+                "10 bytes arrived, the manifest says 11",
+            ),
             (b"{\"fdz\": []}".to_vec(), "its sha256 is"),
         ] {
             let mut reader: &[u8] = &arrived;
@@ -157,7 +166,11 @@ mod tests {
                 .to_string();
             assert!(e.contains(detail), "{e}");
             assert!(e.contains("fds.json from s3://b/x"), "{e}");
-            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left");
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                0,
+                "nothing left"
+            );
         }
     }
 }

@@ -78,9 +78,20 @@ impl StoreDir {
                         .into(),
                 ));
             }
-            _ => return Err(config(format!("procshot does not download from {}", parsed.scheme()))),
+            _ => {
+                return Err(config(format!(
+                    "procshot does not download from {}",
+                    parsed.scheme()
+                )));
+            }
         };
-        let store = built.map_err(|e| config(format!("{} ({})", crate::error::chain(&e), credentials(url))))?;
+        let store = built.map_err(|e| {
+            config(format!(
+                "{} ({})",
+                crate::error::chain(&e),
+                credentials(url)
+            ))
+        })?;
         Ok(Self {
             store,
             key,
@@ -108,7 +119,10 @@ impl StoreDir {
         if got.meta.size > max as u64 {
             return Err(DownloadError::Store {
                 url,
-                detail: format!("it has {} bytes, more than a manifest ever has", got.meta.size),
+                detail: format!(
+                    "it has {} bytes, more than a manifest ever has",
+                    got.meta.size
+                ),
             });
         }
         let bytes = got.bytes().await.map_err(|e| failure(&url, &e))?;
@@ -143,7 +157,8 @@ fn failure(url: &str, error: &object_store::Error) -> DownloadError {
              files went to another endpoint (set AWS_ENDPOINT_URL)"
                 .to_string()
         }
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
             format!("your credentials may not read it: {}", credentials(url))
         }
         _ => "check the endpoint and your network".to_string(),

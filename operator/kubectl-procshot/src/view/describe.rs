@@ -22,38 +22,86 @@ pub fn print(
     let meta = &session.metadata;
     let spec = &session.spec;
     let status = session.status.clone().unwrap_or_default();
-    let field = |out: &mut dyn Write, name: &str, value: String| writeln!(out, "{:<14}{value}", format!("{name}:"));
+    let field = |out: &mut dyn Write, name: &str, value: String| {
+        writeln!(out, "{:<14}{value}", format!("{name}:"))
+    };
     field(out, "Name", inert(meta.name.as_deref().unwrap_or_default()))?;
-    field(out, "Namespace", inert(meta.namespace.as_deref().unwrap_or_default()))?;
-    if let Some(user) = meta.annotations.as_ref().and_then(|a| a.get(REQUESTED_BY_ANNOTATION)) {
+    field(
+        out,
+        "Namespace",
+        inert(meta.namespace.as_deref().unwrap_or_default()),
+    )?;
+    if let Some(user) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REQUESTED_BY_ANNOTATION))
+    {
         field(out, "Requested by", inert(user))?;
     }
-    field(out, "Created", age(meta.creation_timestamp.as_ref(), now) + " ago")?;
+    field(
+        out,
+        "Created",
+        age(meta.creation_timestamp.as_ref(), now) + " ago",
+    )?;
     field(out, "Target", target_text(&spec.target))?;
     let captures: Vec<String> = spec
         .capture
         .iter()
-        .map(|c| serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default())
+        .map(|c| {
+            serde_json::to_value(c)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
         .collect();
     field(out, "Captures", captures.join(", "))?;
-    let every = spec.interval.as_deref().map(|i| format!(" every {}", inert(i))).unwrap_or_default();
-    field(out, "Samples", format!("{}{every}, timeout {}", spec.samples, inert(&spec.timeout)))?;
+    let every = spec
+        .interval
+        .as_deref()
+        .map(|i| format!(" every {}", inert(i)))
+        .unwrap_or_default();
+    field(
+        out,
+        "Samples",
+        format!("{}{every}, timeout {}", spec.samples, inert(&spec.timeout)),
+    )?;
     field(out, "Output", output_text(spec.output.as_ref()))?;
     field(out, "Phase", paint.phase(phase_of(session)))?;
 
     if !status.conditions.is_empty() {
         writeln!(out, "Conditions:")?;
-        let mut rows = vec![["TYPE", "STATUS", "REASON", "MESSAGE"].map(String::from).to_vec()];
+        let mut rows = vec![
+            ["TYPE", "STATUS", "REASON", "MESSAGE"]
+                .map(String::from)
+                .to_vec(),
+        ];
         for c in &status.conditions {
-            rows.push(vec![inert(&c.type_), inert(&c.status), inert(&c.reason), inert(&c.message)]);
+            rows.push(vec![
+                inert(&c.type_),
+                inert(&c.status),
+                inert(&c.reason),
+                inert(&c.message),
+            ]);
         }
         indented(out, &rows)?;
     }
     if !status.targets.is_empty() {
         writeln!(out, "Targets:")?;
-        let mut rows = vec![["POD", "PHASE", "NODE", "PID", "SAMPLES", "FDS", "THREADS", "RSS", "CAPTURE POD"]
+        let mut rows = vec![
+            [
+                "POD",
+                "PHASE",
+                "NODE",
+                "PID",
+                "SAMPLES",
+                "FDS",
+                "THREADS",
+                "RSS",
+                "CAPTURE POD",
+            ]
             .map(String::from)
-            .to_vec()];
+            .to_vec(),
+        ];
         let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         for t in &status.targets {
             let counts = t.summary.clone().unwrap_or_default();
@@ -71,7 +119,12 @@ pub fn print(
         }
         indented(out, &rows)?;
         for t in status.targets.iter().filter(|t| t.message.is_some()) {
-            writeln!(out, "  {}: {}", inert(&t.pod), inert(t.message.as_deref().unwrap_or_default()))?;
+            writeln!(
+                out,
+                "  {}: {}",
+                inert(&t.pod),
+                inert(t.message.as_deref().unwrap_or_default())
+            )?;
         }
     }
     writeln!(out, "Findings:")?;
@@ -97,12 +150,21 @@ pub fn print(
         Err(why) => writeln!(out, "  <cannot list events: {}>", inert(why))?,
         Ok(events) if events.is_empty() => writeln!(out, "  <none>")?,
         Ok(events) => {
-            let mut rows = vec![["TYPE", "REASON", "AGE", "MESSAGE"].map(String::from).to_vec()];
+            let mut rows = vec![
+                ["TYPE", "REASON", "AGE", "MESSAGE"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
             for e in events {
                 let when = e.last_timestamp.as_ref().or(e.first_timestamp.as_ref());
                 let when = match (when, &e.event_time) {
                     (Some(t), _) => age(Some(t), now),
-                    (None, Some(micro)) => age(Some(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(micro.0)), now),
+                    (None, Some(micro)) => age(
+                        Some(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                            micro.0,
+                        )),
+                        now,
+                    ),
                     (None, None) => "<unknown>".into(),
                 };
                 rows.push(vec![
@@ -139,7 +201,11 @@ fn output_text(output: Option<&OutputSpec>) -> String {
             text
         }
         Some(OutputSpec { pvc: Some(pvc), .. }) => {
-            let path = pvc.path.as_deref().map(|p| format!("/{}", inert(p))).unwrap_or_default();
+            let path = pvc
+                .path
+                .as_deref()
+                .map(|p| format!("/{}", inert(p)))
+                .unwrap_or_default();
             format!("pvc://{}{path}", inert(&pvc.claim_name))
         }
         Some(_) => "<none>".into(),

@@ -52,7 +52,11 @@ pub fn print_result(out: &mut dyn Write, session: &DebugSession, paint: Paint) -
     if phase == Phase::Failed
         && let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready")
     {
-        headline.push_str(&format!(": {}: {}", inert(&ready.reason), inert(&ready.message)));
+        headline.push_str(&format!(
+            ": {}: {}",
+            inert(&ready.reason),
+            inert(&ready.message)
+        ));
     }
     writeln!(out, "{headline}")?;
     for target in &status.targets {
@@ -98,7 +102,12 @@ pub fn print_result(out: &mut dyn Write, session: &DebugSession, paint: Paint) -
             .filter(|a| a.name.starts_with("report."))
             .collect();
         for artifact in &reports {
-            writeln!(out, "{}  {}", inert(&artifact.name), paint.dim(&inert(&artifact.url)))?;
+            writeln!(
+                out,
+                "{}  {}",
+                inert(&artifact.name),
+                paint.dim(&inert(&artifact.url))
+            )?;
         }
         let name = inert(session.metadata.name.as_deref().unwrap_or_default());
         writeln!(
@@ -144,7 +153,10 @@ mod tests {
         ];
         print_findings(&mut out, &findings, Paint { color: true }).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("\u{1b}[33mWARNING \u{1b}[0m  RSS_GROWTH  api-2"), "{text:?}");
+        assert!(
+            text.contains("\u{1b}[33mWARNING \u{1b}[0m  RSS_GROWTH  api-2"),
+            "{text:?}"
+        );
         assert_eq!(worst(&findings), Some(Severity::Warning));
     }
 }

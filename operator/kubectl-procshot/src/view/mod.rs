@@ -54,8 +54,13 @@ impl Paint {
     pub fn phase(self, phase: Phase) -> String {
         let text = phase_name(phase);
         match phase {
-            Phase::Succeeded => self.paint(Style::new().fg_color(Some(AnsiColor::Green.into())), text),
-            Phase::Failed => self.paint(Style::new().bold().fg_color(Some(AnsiColor::Red.into())), text),
+            Phase::Succeeded => {
+                self.paint(Style::new().fg_color(Some(AnsiColor::Green.into())), text)
+            }
+            Phase::Failed => self.paint(
+                Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
+                text,
+            ),
             Phase::Pending | Phase::Capturing => text.to_string(),
         }
     }
@@ -224,9 +229,16 @@ mod tests {
         let paint = Paint { color: true };
         let rows = vec![
             vec![paint.severity("critical"), "FD_GROWTH".into(), "x".into()],
-            vec![paint.severity("info"), "SOCKET_CLOSE_WAIT".into(), "y".into()],
+            vec![
+                paint.severity("info"),
+                "SOCKET_CLOSE_WAIT".into(),
+                "y".into(),
+            ],
         ];
-        let lines: Vec<String> = columns(&rows).iter().map(|l| console::strip_ansi_codes(l).into_owned()).collect();
+        let lines: Vec<String> = columns(&rows)
+            .iter()
+            .map(|l| console::strip_ansi_codes(l).into_owned())
+            .collect();
         assert_eq!(
             lines,
             [

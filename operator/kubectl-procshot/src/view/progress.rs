@@ -36,9 +36,18 @@ pub fn lines(session: &DebugSession) -> Vec<String> {
         .iter()
         .flat_map(|s| &s.conditions)
         .find(|c| c.type_ == "Ready" && c.status == "False" && c.reason != "Pending")
-        .filter(|_| session.status.as_ref().is_some_and(|s| s.targets.is_empty()))
+        .filter(|_| {
+            session
+                .status
+                .as_ref()
+                .is_some_and(|s| s.targets.is_empty())
+        })
     {
-        first.push_str(&format!(" ({}: {})", inert(&ready.reason), inert(&ready.message)));
+        first.push_str(&format!(
+            " ({}: {})",
+            inert(&ready.reason),
+            inert(&ready.message)
+        ));
     }
     let mut lines = vec![first];
     for target in session.status.iter().flat_map(|s| &s.targets) {
@@ -87,7 +96,12 @@ impl<W: Write> Progress for PlainProgress<W> {
         for (i, line) in lines.iter().enumerate() {
             if self.shown.get(i) != Some(line) {
                 // A closed stderr must not stop the capture; the result still goes to stdout.
-                let _ = writeln!(self.out, "[{:>4}s] {}", elapsed.as_secs(), line.trim_start());
+                let _ = writeln!(
+                    self.out,
+                    "[{:>4}s] {}",
+                    elapsed.as_secs(),
+                    line.trim_start()
+                );
             }
         }
         self.shown = lines;

@@ -7,7 +7,12 @@ use procshot_operator::api::DebugSession;
 use super::{Paint, age, columns, inert, phase_of, target_text};
 
 /// The table's lines, header first.
-pub fn lines(sessions: &[DebugSession], all_namespaces: bool, now: Timestamp, paint: Paint) -> Vec<String> {
+pub fn lines(
+    sessions: &[DebugSession],
+    all_namespaces: bool,
+    now: Timestamp,
+    paint: Paint,
+) -> Vec<String> {
     let mut header: Vec<String> = ["NAME", "PHASE", "TARGET", "FINDING", "AGE"]
         .map(String::from)
         .to_vec();
@@ -18,7 +23,11 @@ pub fn lines(sessions: &[DebugSession], all_namespaces: bool, now: Timestamp, pa
     for session in sessions {
         let status = session.status.as_ref();
         let finding = status
-            .and_then(|s| s.findings.first().map(|f| (f.severity.clone(), s.top_finding.clone())))
+            .and_then(|s| {
+                s.findings
+                    .first()
+                    .map(|f| (f.severity.clone(), s.top_finding.clone()))
+            })
             .map(|(severity, top)| {
                 let text = top.unwrap_or_default();
                 format!("{} {}", paint.severity(&severity).trim_end(), inert(&text))
@@ -32,9 +41,15 @@ pub fn lines(sessions: &[DebugSession], all_namespaces: bool, now: Timestamp, pa
             age(session.metadata.creation_timestamp.as_ref(), now),
         ];
         if all_namespaces {
-            row.insert(0, inert(session.metadata.namespace.as_deref().unwrap_or_default()));
+            row.insert(
+                0,
+                inert(session.metadata.namespace.as_deref().unwrap_or_default()),
+            );
         }
         rows.push(row);
     }
-    columns(&rows).into_iter().map(|l| l.trim_end().to_string()).collect()
+    columns(&rows)
+        .into_iter()
+        .map(|l| l.trim_end().to_string())
+        .collect()
 }

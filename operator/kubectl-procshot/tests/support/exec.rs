@@ -46,8 +46,12 @@ pub fn answer(request: Request<()>, call: Call, exec: ExecRouter) -> Response<Fu
     let mut request = request;
     tokio::spawn(async move {
         let upgraded = hyper::upgrade::on(&mut request).await.expect("upgrade");
-        let mut socket =
-            WebSocketStream::from_raw_socket(hyper_util::rt::TokioIo::new(upgraded), Role::Server, None).await;
+        let mut socket = WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(upgraded),
+            Role::Server,
+            None,
+        )
+        .await;
         let answer = exec(&call);
         for (channel, bytes) in [(1u8, &answer.stdout), (2u8, &answer.stderr)] {
             for chunk in bytes.chunks(32 * 1024) {

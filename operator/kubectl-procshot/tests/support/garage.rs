@@ -18,21 +18,31 @@ pub struct Garage {
 
 /// Where scripts/install-garage.sh puts garage (or $GARAGE).
 fn binary() -> PathBuf {
-    let path = std::env::var_os("GARAGE").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
-        std::env::var_os("PROCSHOT_GARAGE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cache.join("procshot/garage"))
-            .join("bin/garage")
-    });
-    assert!(path.is_file(), "garage is missing: run scripts/install-garage.sh ({})", path.display());
+    let path = std::env::var_os("GARAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+            std::env::var_os("PROCSHOT_GARAGE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| cache.join("procshot/garage"))
+                .join("bin/garage")
+        });
+    assert!(
+        path.is_file(),
+        "garage is missing: run scripts/install-garage.sh ({})",
+        path.display()
+    );
     path
 }
 
 fn port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Garage {
@@ -65,13 +75,26 @@ impl Garage {
             .stderr(log)
             .spawn()
             .unwrap();
-        let garage = Self { dir, server, s3_port };
+        let garage = Self {
+            dir,
+            server,
+            s3_port,
+        };
         let cli = |args: &[&str]| {
-            Command::new(binary()).arg("-c").arg(&config).args(args).output().unwrap()
+            Command::new(binary())
+                .arg("-c")
+                .arg(&config)
+                .args(args)
+                .output()
+                .unwrap()
         };
         let started = Instant::now();
         while !cli(&["status"]).status.success() {
-            assert!(started.elapsed() < Duration::from_secs(30), "garage does not answer: {}", garage.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "garage does not answer: {}",
+                garage.log()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         let id = String::from_utf8(cli(&["node", "id", "-q"]).stdout).unwrap();
@@ -81,10 +104,16 @@ impl Garage {
             &["layout", "apply", "--version", "1"],
             &["key", "import", "--yes", "-n", "procshot", KEY_ID, SECRET],
             &["bucket", "create", BUCKET],
-            &["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID],
+            &[
+                "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID,
+            ],
         ] {
             let output = cli(args);
-            assert!(output.status.success(), "garage {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "garage {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         garage
     }

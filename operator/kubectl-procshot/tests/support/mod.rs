@@ -149,7 +149,11 @@ pub fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
 }
 
 pub fn not_found() -> (u16, Value) {
-    status(404, "NotFound", "the server could not find the requested resource")
+    status(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 /// The discovery document of procshot.dev/v1alpha1 (the CRD is installed).
@@ -174,7 +178,10 @@ pub fn pod(name: &str, phase: &str, created: &str) -> Value {
 }
 
 pub fn list(kind: &str, items: Vec<Value>) -> (u16, Value) {
-    (200, json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items}))
+    (
+        200,
+        json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items}),
+    )
 }
 
 /// What a SelfSubjectReview says about the user.
@@ -205,7 +212,10 @@ pub fn target(pod: &str, phase: &str, extra: Value) -> Value {
         "pod": pod, "podUid": "8f6c2d4e", "container": "api", "containerId": "containerd://0123",
         "node": "worker-3", "capturePod": format!("procshot-{pod}-0123456789"), "phase": phase,
     });
-    target.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    target
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().cloned().unwrap_or_default());
     target
 }
 
@@ -251,29 +261,38 @@ impl ApiServer {
                 };
                 let (router, exec, recorded) = (router.clone(), exec.clone(), recorded.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let (router, exec, recorded) = (router.clone(), exec.clone(), recorded.clone());
-                        async move {
-                            if request.uri().path().ends_with("/exec")
-                                && let Some(exec) = exec
-                            {
-                                let (parts, _) = request.into_parts();
-                                let call = call(&parts, b"");
-                                recorded.push(call.clone());
-                                return Ok::<_, hyper::Error>(exec::answer(Request::from_parts(parts, ()), call, exec));
+                    let service = hyper::service::service_fn(
+                        move |request: Request<hyper::body::Incoming>| {
+                            let (router, exec, recorded) =
+                                (router.clone(), exec.clone(), recorded.clone());
+                            async move {
+                                if request.uri().path().ends_with("/exec")
+                                    && let Some(exec) = exec
+                                {
+                                    let (parts, _) = request.into_parts();
+                                    let call = call(&parts, b"");
+                                    recorded.push(call.clone());
+                                    return Ok::<_, hyper::Error>(exec::answer(
+                                        Request::from_parts(parts, ()),
+                                        call,
+                                        exec,
+                                    ));
+                                }
+                                let (parts, body) = request.into_parts();
+                                let bytes = body.collect().await?.to_bytes();
+                                let call = call(&parts, &bytes);
+                                let (status, body) = router(&call);
+                                recorded.push(call);
+                                Ok(Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(
+                                        serde_json::to_vec(&body).unwrap(),
+                                    )))
+                                    .unwrap())
                             }
-                            let (parts, body) = request.into_parts();
-                            let bytes = body.collect().await?.to_bytes();
-                            let call = call(&parts, &bytes);
-                            let (status, body) = router(&call);
-                            recorded.push(call);
-                            Ok(Response::builder()
-                                .status(status)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
-                                .unwrap())
-                        }
-                    });
+                        },
+                    );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .with_upgrades()
