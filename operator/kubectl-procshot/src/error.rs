@@ -267,7 +267,7 @@ pub fn similar<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .filter_map(|candidate| {
             let prefix = common_prefix(name, candidate);
             let score = strsim::jaro_winkler(name, candidate);
-            let close = score >= 0.85 || prefix >= name.len().min(candidate.len()).min(8).max(3);
+            let close = score >= 0.85 || prefix >= name.len().min(candidate.len()).clamp(3, 8);
             close.then_some((score, candidate))
         })
         .collect();

@@ -180,24 +180,14 @@ fn is_label_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
 }
 
-/// The selector in kubectl's syntax again, for `labelSelector=` queries and messages.
+/// The selector in kubectl's syntax again (kube's rendering), for `labelSelector=` queries
+/// and messages. One with an operator Kubernetes does not know renders as text the API
+/// server refuses, never as an empty selector that would match every pod.
 pub fn render(selector: &LabelSelector) -> String {
-    let mut parts: Vec<String> = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for e in selector.match_expressions.iter().flatten() {
-        let values = e.values.clone().unwrap_or_default().join(",");
-        parts.push(match e.operator.as_str() {
-            "Exists" => e.key.clone(),
-            "DoesNotExist" => format!("!{}", e.key),
-            "In" => format!("{} in ({values})", e.key),
-            _ => format!("{} notin ({values})", e.key),
-        });
+    match kube::core::Selector::try_from(selector.clone()) {
+        Ok(selector) => selector.to_string(),
+        Err(e) => format!("<unusable selector: {e}>"),
     }
-    parts.join(",")
 }
 
 #[cfg(test)]
@@ -233,9 +223,10 @@ mod tests {
         );
         assert_eq!(
             render(&selector),
-            "a.b/c=d,app=api,tier notin (db),env in (prod,canary),track notin (x),canary,!legacy"
+            "a.b/c=d,app=api,tier notin (db),env in (canary,prod),track notin (x),canary,!legacy"
         );
-        assert_eq!(parse(&render(&selector)).unwrap(), selector);
+        let again = parse(&render(&selector)).unwrap();
+        assert_eq!(render(&again), render(&selector));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::api::ObjectMeta;
 use procshot_operator::api::{
-    CaptureKind, CoreSpec, DebugSession, DebugSessionSpec, GoPprofSpec, TargetSpec,
+    CaptureKind, DebugSession, DebugSessionSpec, GoPprofSpec, TargetSpec,
 };
 
 use crate::cli::CaptureArgs;
@@ -94,7 +94,7 @@ pub fn build(
         ttl_seconds_after_finished: args.ttl.map(|ttl| ttl.as_secs() as i64),
         output: args.destination(),
         go_pprof,
-        core: None::<CoreSpec>,
+        core: None,
     };
     let mut session = DebugSession::new(name, spec);
     session.metadata = ObjectMeta {
@@ -135,11 +135,11 @@ fn parse_pprof(text: &str) -> Result<GoPprofSpec, Error> {
 /// A duration as the CRD's pattern takes it (`5m`, `90s`, `1500ms`).
 pub fn duration(duration: Duration) -> String {
     let ms = duration.as_millis();
-    if ms % 3_600_000 == 0 {
+    if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")

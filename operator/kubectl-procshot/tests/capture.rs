@@ -16,30 +16,10 @@ fn created(call: &support::Call) -> DebugSession {
     serde_json::from_value(call.body.clone()).unwrap()
 }
 
-/// Answers the target pod, the review and the create (echoing the session back).
-fn creating(
-    extra: impl Fn(&support::Call) -> Option<(u16, Value)> + Send + Sync + 'static,
-) -> Router {
-    Arc::new(move |call| {
-        if let Some(answer) = extra(call) {
-            return answer;
-        }
-        match (call.method.as_str(), call.path.as_str()) {
-            ("GET", p) if p == format!("{PODS}/api-7d9f8-x2b4q") => (
-                200,
-                support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"),
-            ),
-            ("POST", REVIEWS) => support::review(),
-            ("POST", SESSIONS) => (201, call.body.clone()),
-            _ => support::not_found(),
-        }
-    })
-}
-
 #[tokio::test(start_paused = true)]
 async fn each_flag_gives_its_field_of_the_session() {
     let (run, calls) = support::run(
-        creating(|_| None),
+        support::creating(|_| None),
         &[
             "capture",
             "api-7d9f8-x2b4q",
@@ -134,7 +114,7 @@ async fn each_flag_gives_its_field_of_the_session() {
 #[tokio::test(start_paused = true)]
 async fn defaults_are_three_samples_five_seconds_apart_and_a_generated_name() {
     let (run, calls) = support::run(
-        creating(|_| None),
+        support::creating(|_| None),
         &["capture", "pod/api-7d9f8-x2b4q", "--wait=false"],
     )
     .await;
@@ -196,7 +176,7 @@ fn phases() -> Vec<Option<Value>> {
 fn following(name: &'static str, statuses: Vec<Option<Value>>) -> Router {
     let reads = Arc::new(AtomicUsize::new(0));
     let spec = json!({"target": {"pod": "api-7d9f8-x2b4q"}, "samples": 3, "interval": "5s", "timeout": "1m"});
-    creating(move |call| {
+    support::creating(move |call| {
         (call.method == "GET" && call.path == format!("{SESSIONS}/{name}")).then(|| {
             let i = reads.fetch_add(1, Ordering::SeqCst).min(statuses.len() - 1);
             (
@@ -348,8 +328,9 @@ async fn a_session_no_operator_picks_up_says_so_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_crd_is_answered_with_the_install_command() {
-    let router =
-        creating(|call| (call.path == SESSIONS || call.path == DISCOVERY).then(support::not_found));
+    let router = support::creating(|call| {
+        (call.path == SESSIONS || call.path == DISCOVERY).then(support::not_found)
+    });
     let (run, calls) = support::run(router, &["capture", "api-7d9f8-x2b4q", "--wait=false"]).await;
     assert_eq!(run.code, 1);
     assert_eq!(calls.lines().last().unwrap(), &format!("GET {DISCOVERY}"));
@@ -364,7 +345,7 @@ async fn a_missing_crd_is_answered_with_the_install_command() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refused_create_names_the_verb_and_resource_to_ask_for() {
-    let router = creating(|call| {
+    let router = support::creating(|call| {
         (call.method == "POST" && call.path == SESSIONS).then(|| {
             support::status(403, "Forbidden", "debugsessions.procshot.dev is forbidden: User \"alice\" cannot create resource \"debugsessions\" in API group \"procshot.dev\" in the namespace \"shop\"")
         })
@@ -439,7 +420,7 @@ async fn a_pod_that_is_not_running_or_lacks_the_container_is_refused_before_any_
 
 #[tokio::test(start_paused = true)]
 async fn a_selector_matching_several_pods_says_which_are_captured() {
-    let router = creating(|call| {
+    let router = support::creating(|call| {
         (call.path == PODS).then(|| {
             support::list(
                 "PodList",
@@ -489,7 +470,7 @@ async fn a_selector_matching_several_pods_says_which_are_captured() {
 
 #[tokio::test(start_paused = true)]
 async fn a_deployment_is_captured_through_its_selector() {
-    let router = creating(|call| match call.path.as_str() {
+    let router = support::creating(|call| match call.path.as_str() {
         "/apis/apps/v1/namespaces/shop/deployments/api" => Some((
             200,
             json!({
@@ -547,7 +528,7 @@ async fn a_client_dry_run_prints_the_session_without_any_request() {
 #[tokio::test(start_paused = true)]
 async fn a_server_dry_run_asks_the_api_server_to_check_without_creating() {
     let (run, calls) = support::run(
-        creating(|_| None),
+        support::creating(|_| None),
         &["capture", "api-7d9f8-x2b4q", "--dry-run=server"],
     )
     .await;
@@ -568,7 +549,7 @@ async fn a_server_dry_run_asks_the_api_server_to_check_without_creating() {
 #[tokio::test(start_paused = true)]
 async fn goroutines_without_a_pprof_port_is_a_usage_error() {
     let (run, _) = support::run(
-        creating(|_| None),
+        support::creating(|_| None),
         &["capture", "api-7d9f8-x2b4q", "--capture", "goroutines"],
     )
     .await;

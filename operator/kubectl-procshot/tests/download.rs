@@ -102,21 +102,14 @@ fn spec(garage: Option<&Garage>) -> Value {
 }
 
 fn router(spec: Value, status: Value) -> support::Router {
-    Arc::new(
-        move |call| match (call.method.as_str(), call.path.as_str()) {
-            ("GET", p) if p == format!("{}/api-7d9f8-x2b4q", support::PODS) => (
-                200,
-                support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"),
-            ),
-            ("POST", support::REVIEWS) => support::review(),
-            ("POST", support::SESSIONS) => (201, call.body.clone()),
-            ("GET", p) if p == format!("{}/{NAME}", support::SESSIONS) => (
+    support::creating(move |call| {
+        (call.method == "GET" && call.path == format!("{}/{NAME}", support::SESSIONS)).then(|| {
+            (
                 200,
                 support::session(NAME, spec.clone(), Some(status.clone())),
-            ),
-            _ => support::not_found(),
-        },
-    )
+            )
+        })
+    })
 }
 
 /// Runs the plugin binary with the kubeconfig and only the AWS credentials in its
@@ -220,8 +213,6 @@ async fn a_corrupted_object_is_refused_and_not_kept() {
     let server =
         support::ApiServer::start(router(spec(None), succeeded(&artifacts, pid)), None).await;
     let into = tempfile::tempdir().unwrap();
-    let mut command_env = vec![];
-    command_env.push(("AWS_ENDPOINT_URL", garage.endpoint()));
     let output = {
         let mut command = Command::new(support::plugin());
         command
@@ -232,7 +223,7 @@ async fn a_corrupted_object_is_refused_and_not_kept() {
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
             .env("AWS_REGION", "garage")
             .env("AWS_ALLOW_HTTP", "true")
-            .envs(command_env);
+            .env("AWS_ENDPOINT_URL", garage.endpoint());
         tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
             .unwrap()

@@ -17,24 +17,14 @@ const NAME: &str = "api-leak";
 fn scripted() -> (support::Router, Arc<Mutex<Option<Value>>>) {
     let status = Arc::new(Mutex::new(None::<Value>));
     let current = status.clone();
-    let router: support::Router = Arc::new(move |call| {
-        match (call.method.as_str(), call.path.as_str()) {
-            ("GET", p) if p == format!("{}/api-7d9f8-x2b4q", support::PODS) => (
+    let spec = json!({"target": {"pod": "api-7d9f8-x2b4q"}, "samples": 3, "interval": "5s", "timeout": "5m"});
+    let router = support::creating(move |call| {
+        (call.method == "GET" && call.path == format!("{}/{NAME}", support::SESSIONS)).then(|| {
+            (
                 200,
-                support::pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"),
-            ),
-            ("POST", support::REVIEWS) => support::review(),
-            ("POST", support::SESSIONS) => (201, call.body.clone()),
-            ("GET", p) if p == format!("{}/{NAME}", support::SESSIONS) => (
-                200,
-                support::session(
-                    NAME,
-                    json!({"target": {"pod": "api-7d9f8-x2b4q"}, "samples": 3, "interval": "5s", "timeout": "5m"}),
-                    current.lock().unwrap().clone(),
-                ),
-            ),
-            _ => support::not_found(),
-        }
+                support::session(NAME, spec.clone(), current.lock().unwrap().clone()),
+            )
+        })
     });
     (router, status)
 }

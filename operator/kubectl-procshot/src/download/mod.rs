@@ -100,7 +100,7 @@ enum Origin {
     /// Uploaded: the directory in the store, and the manifest's sha256 from the status.
     Store(StoreDir, Option<String>),
     /// Held in its capture pod.
-    Pod(PodDir),
+    Pod(Box<PodDir>),
 }
 
 /// One capture to download, and where it goes.
@@ -237,11 +237,11 @@ fn captures_of(
     for target in &status.targets {
         if target.phase == Phase::Capturing && !target.capture_pod.is_empty() && !uploaded {
             captures.push(Capture {
-                origin: Origin::Pod(PodDir::new(
+                origin: Origin::Pod(Box::new(PodDir::new(
                     capture_pods.clone(),
                     &target.capture_pod,
                     capture_namespace,
-                )),
+                ))),
                 pod: Some(target.pod.clone()),
             });
         }

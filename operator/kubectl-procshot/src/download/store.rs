@@ -110,12 +110,7 @@ impl StoreDir {
 
     /// The whole of a small object (the manifest), at most `max` bytes.
     pub async fn read(&self, name: &str, max: usize) -> Result<Vec<u8>, DownloadError> {
-        let url = self.url_of(name);
-        let got = self
-            .store
-            .get(&self.key_of(name))
-            .await
-            .map_err(|e| failure(&url, &e))?;
+        let (got, url) = self.get(name).await?;
         if got.meta.size > max as u64 {
             return Err(DownloadError::Store {
                 url,
@@ -134,14 +129,17 @@ impl StoreDir {
         &self,
         name: &str,
     ) -> Result<Box<dyn AsyncRead + Unpin + Send>, DownloadError> {
-        let url = self.url_of(name);
-        let got = self
-            .store
-            .get(&self.key_of(name))
-            .await
-            .map_err(|e| failure(&url, &e))?;
+        let (got, _) = self.get(name).await?;
         let stream = got.into_stream().map_err(std::io::Error::other);
         Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
+    }
+
+    async fn get(&self, name: &str) -> Result<(object_store::GetResult, String), DownloadError> {
+        let url = self.url_of(name);
+        match self.store.get(&self.key_of(name)).await {
+            Ok(got) => Ok((got, url)),
+            Err(e) => Err(failure(&url, &e)),
+        }
     }
 }
 

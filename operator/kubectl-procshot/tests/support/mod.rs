@@ -139,6 +139,25 @@ pub async fn run(router: Router, args: &[&str]) -> (Run, Calls) {
 
 use clap::Parser as _;
 
+/// Answers what `capture` asks before it follows (the target pod api-7d9f8-x2b4q, the
+/// review, the create, echoing the session back), after `extra`, which answers first.
+pub fn creating(extra: impl Fn(&Call) -> Option<(u16, Value)> + Send + Sync + 'static) -> Router {
+    Arc::new(move |call| {
+        if let Some(answer) = extra(call) {
+            return answer;
+        }
+        match (call.method.as_str(), call.path.as_str()) {
+            ("GET", p) if p == format!("{PODS}/api-7d9f8-x2b4q") => (
+                200,
+                pod("api-7d9f8-x2b4q", "Running", "2026-11-22T10:00:00Z"),
+            ),
+            ("POST", REVIEWS) => review(),
+            ("POST", SESSIONS) => (201, call.body.clone()),
+            _ => not_found(),
+        }
+    })
+}
+
 /// A Kubernetes `Status` failure.
 pub fn status(code: u16, reason: &str, message: &str) -> (u16, Value) {
     (
