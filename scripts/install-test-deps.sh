@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler and Go for
-# the fixtures the tests build from source, gdb and eu-stack (the stack and core tests check
+# the fixtures the tests build from source, a JDK and Node.js for the post-mortem tests' crashing programs, gdb and eu-stack (the stack and core tests check
 # procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), tmux (the kubectl plugin's terminal tests), util-linux's setpriv and unshare (run procshot as an
 # unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
 # manifests, Helm, and Garage (an S3 server) for the upload tests. Rust itself (cargo,
@@ -15,6 +15,10 @@ command -v gdb >/dev/null || missing+=(gdb)
 command -v eu-stack >/dev/null || missing+=(elfutils)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v zstd >/dev/null || missing+=(zstd)
+# Crash traces of other runtimes for the post-mortem tests (sidecar/tests/postmortem.rs);
+# python3 comes with the machine, rustc with rustup.
+command -v javac >/dev/null || missing+=(default-jdk-headless)
+command -v node >/dev/null || missing+=(nodejs)
 command -v tmux >/dev/null || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

@@ -84,14 +84,9 @@ pub struct GoPprofSpec {
 }
 
 impl GoPprofSpec {
-    /// `HOST:PORT` as `procshot capture --go-pprof` takes it.
-    pub fn address(&self) -> String {
-        let host = self.host.as_deref().unwrap_or("127.0.0.1");
-        if host.contains(':') {
-            format!("[{host}]:{}", self.port)
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    /// The address `procshot capture --go-pprof` takes.
+    pub fn address(&self) -> procshot_api::PprofAddress {
+        procshot_api::PprofAddress::new(self.host.as_deref(), self.port)
     }
 }
 
@@ -187,46 +182,11 @@ pub struct TargetSpec {
     pub container: Option<String>,
 }
 
-/// A capture that can be sampled.
-#[derive(
-    JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptureKind {
-    /// Every open fd with its kind, fdinfo and socket state.
-    Fds,
-    /// Every thread with its state, wait channel, syscall and kernel stack.
-    Threads,
-    /// Memory status, smaps rollup, largest mappings, cgroup memory.
-    Memory,
-    /// Native stacks of every thread (each thread stopped at most 10 ms, one at a time),
-    /// symbolized from the target's own binaries; taken once, after the last sample.
-    Stacks,
-    /// Go goroutines grouped by stack in every sample, and a heap profile, from the pod's
-    /// pprof endpoint (`spec.goPprof`).
-    Goroutines,
-    /// An ELF core dump (`core.zst`) that gdb opens. It holds every secret of the process,
-    /// so the operator's policy must allow it; the process is paused while its memory is
-    /// copied.
-    Core,
-}
-
-impl CaptureKind {
-    /// The name `procshot capture --capture` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Fds => "fds",
-            Self::Threads => "threads",
-            Self::Memory => "memory",
-            Self::Stacks => "stacks",
-            Self::Goroutines => "goroutines",
-            Self::Core => "core",
-        }
-    }
-}
+/// What can be captured, defined once for the operator and the capture engine.
+pub use procshot_api::CaptureKind;
 
 fn default_captures() -> Vec<CaptureKind> {
-    vec![CaptureKind::Fds, CaptureKind::Threads, CaptureKind::Memory]
+    CaptureKind::DEFAULT.to_vec()
 }
 
 fn default_samples() -> u32 {
@@ -293,7 +253,7 @@ pub struct DebugSessionStatus {
 }
 
 /// One uploaded file of a capture (URL, size and sha256).
-pub use procshot_summary::Artifact;
+pub use procshot_api::Artifact;
 
 /// The capture of one pod.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -332,7 +292,7 @@ pub struct TargetStatus {
 }
 
 /// Headline numbers of a capture's last sample, as the capture pod reports them.
-pub use procshot_summary::Counts as CaptureCounts;
+pub use procshot_api::Counts as CaptureCounts;
 
 /// A finding about one target.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -138,11 +138,8 @@ impl ConfigArgs {
 }
 
 fn parse_capture(text: &str) -> Result<CaptureKind, String> {
-    serde_json::from_value(serde_json::Value::String(text.trim().to_string())).map_err(|_| {
-        format!(
-            "unknown capture {text:?}: choose from fds, threads, memory, stacks, goroutines, core"
-        )
-    })
+    text.parse()
+        .map_err(|e: procshot_api::kind::UnknownCaptureKind| e.to_string())
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {

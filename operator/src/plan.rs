@@ -43,7 +43,7 @@ pub struct CapturePlan {
     /// Where the files are uploaded, if anywhere.
     pub output: Option<Destination>,
     /// `HOST:PORT` of the target's Go pprof endpoint (with the goroutines capture).
-    pub go_pprof: Option<String>,
+    pub go_pprof: Option<procshot_api::PprofAddress>,
     /// Limits of the core dump (with the core capture).
     pub core: Option<CoreLimits>,
 }

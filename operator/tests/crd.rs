@@ -144,7 +144,7 @@ fn the_schema_constrains_values_and_prints_useful_columns() {
     assert_eq!(spec["samples"]["minimum"].as_f64(), Some(1.0));
     assert_eq!(
         spec["capture"]["items"]["enum"],
-        json!(["fds", "threads", "memory", "stacks", "goroutines", "core"])
+        json!(["fds", "threads", "memory", "goroutines", "stacks", "core"])
     );
     assert_eq!(
         spec["goPprof"]["properties"]["port"]["maximum"].as_f64(),

@@ -334,7 +334,8 @@ fn write_with(
     })
 }
 
-fn write_json<T: Serialize>(
+/// Writes `value` as `name` (pretty-printed, or on one line) and returns its manifest entry.
+pub fn write_json<T: Serialize>(
     dir: &Path,
     name: &str,
     value: &T,

@@ -6,9 +6,7 @@
 //! on.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -23,84 +21,7 @@ use crate::stacks::{self, StacksOptions};
 use crate::target::Target;
 use crate::{fds, memory, threads, units};
 
-/// A kind of capture: sampled ones run in every sample, one-shot ones once, after the last
-/// sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CaptureKind {
-    /// The fd table.
-    Fds,
-    /// The threads.
-    Threads,
-    /// Memory and cgroup memory.
-    Memory,
-    /// Go goroutines (grouped dump every sample) and the heap profile (once), from pprof.
-    Goroutines,
-    /// The native stack of every thread (one-shot, after the last sample).
-    Stacks,
-    /// An ELF core dump (one-shot, last of all; opt-in).
-    Core,
-}
-
-impl CaptureKind {
-    /// Every kind: the sampled ones in the order a sample reads them, then the one-shot
-    /// ones in the order they run.
-    pub const ALL: [CaptureKind; 6] = [
-        Self::Fds,
-        Self::Threads,
-        Self::Memory,
-        Self::Goroutines,
-        Self::Stacks,
-        Self::Core,
-    ];
-
-    /// The name used on the command line and in the manifest.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Fds => "fds",
-            Self::Threads => "threads",
-            Self::Memory => "memory",
-            Self::Goroutines => "goroutines",
-            Self::Stacks => "stacks",
-            Self::Core => "core",
-        }
-    }
-
-    /// Whether it runs in every sample (else once, after the last sample).
-    pub fn is_sampled(self) -> bool {
-        !matches!(self, Self::Stacks)
-    }
-
-    fn file(self) -> &'static str {
-        match self {
-            Self::Fds => artifacts::FDS_FILE,
-            Self::Threads => artifacts::THREADS_FILE,
-            Self::Memory => artifacts::MEMORY_FILE,
-            Self::Goroutines => artifacts::GOROUTINES_FILE,
-            Self::Stacks => artifacts::STACKS_FILE,
-            Self::Core => core::write::CORE_FILE,
-        }
-    }
-}
-
-impl fmt::Display for CaptureKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for CaptureKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == s.trim())
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
-                format!("unknown capture {s:?}: choose from {}", names.join(", "))
-            })
-    }
-}
+pub use procshot_api::CaptureKind;
 
 /// What to capture, from where, into where.
 #[derive(Debug, Clone)]
@@ -613,19 +534,6 @@ fn durations<T>(series: &Option<Series<T>>) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn capture_names() {
-        assert_eq!("memory".parse::<CaptureKind>(), Ok(CaptureKind::Memory));
-        assert_eq!("stacks".parse::<CaptureKind>(), Ok(CaptureKind::Stacks));
-        assert_eq!("core".parse::<CaptureKind>(), Ok(CaptureKind::Core));
-        assert!("stack".parse::<CaptureKind>().unwrap_err().contains(
-            "unknown capture \"stack\": choose from fds, threads, memory, goroutines, stacks, core"
-        ));
-        for kind in CaptureKind::ALL {
-            assert_eq!(kind.to_string().parse::<CaptureKind>(), Ok(kind));
-        }
-    }
 
     #[test]
     fn default_deadline_covers_the_sampling_time() {

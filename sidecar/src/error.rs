@@ -31,6 +31,8 @@ pub mod exit_code {
     /// with `capture --upload` the capture itself succeeded and the termination summary
     /// carries `uploadError`.
     pub const UPLOAD_FAILED: u8 = 10;
+    /// `procshot postmortem`: the container's log file could not be read.
+    pub const LOG_UNREADABLE: u8 = 11;
 }
 
 /// What can go wrong while reading the target.

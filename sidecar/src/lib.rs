@@ -3,7 +3,8 @@
 //!
 //! The library is the engine; the `procshot` binary is a thin CLI over [`capture::run`],
 //! [`report::rerender`], [`locate::locate`] (which finds a Kubernetes container's host
-//! pids) and [`upload::upload`] (which copies a capture directory to object storage). Nothing here ever writes to the target.
+//! pids), [`upload::upload`] (which copies a capture directory to object storage) and
+//! [`postmortem::analyze`] (which turns a crashed container's log into findings). Nothing here ever writes to the target.
 //! The captures read `/proc/PID/…` and the target's cgroup files; the few that need a
 //! thread's registers stop it through [`ptrace`], within a documented bound and with a
 //! detach on every path.
@@ -18,6 +19,7 @@ pub mod fds;
 pub mod goroutines;
 pub mod locate;
 pub mod memory;
+pub mod postmortem;
 pub mod ptrace;
 pub mod redact;
 pub mod report;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, Subcommand};
-use procshot_summary::Artifact;
+use procshot_api::Artifact;
 
 use procshot::analysis::{Finding, Summary};
 use procshot::capture::{self, CaptureKind, CaptureOptions};
@@ -49,6 +49,51 @@ enum Command {
         /// The file, as manifest.json lists it (or manifest.json itself).
         name: String,
     },
+    /// Turn a crashed container's log (a kubelet CRI log file or plain text) and how it
+    /// ended into findings: the Go panic or fatal error with the program's own function,
+    /// other runtimes' crash traces, OOM kills, deadly signals and exit codes.
+    Postmortem(Box<PostmortemArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct PostmortemArgs {
+    /// The container's log: /var/log/pods/<ns>_<pod>_<uid>/<container>/<restart>.log, a
+    /// gzip'd rotation of it, or plain text (kubectl logs --previous > FILE).
+    #[arg(long, value_name = "FILE")]
+    log: PathBuf,
+    /// Read at most this much of the log's end (`16MiB`, `1GiB`, bytes).
+    #[arg(long, default_value = "16MiB", value_parser = units::parse_size)]
+    max_log_bytes: u64,
+    /// The container's exit code (lastState.terminated.exitCode).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    exit_code: Option<i32>,
+    /// The kubelet's reason (lastState.terminated.reason): OOMKilled, Error, Completed, ….
+    #[arg(long, value_name = "REASON")]
+    reason: Option<String>,
+    /// The signal that killed it (lastState.terminated.signal): 9, KILL or SIGKILL.
+    #[arg(long, value_name = "SIGNAL", value_parser = procshot::postmortem::exit::parse_signal)]
+    signal: Option<i32>,
+    /// When it ended (lastState.terminated.finishedAt, RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The container's memory limit (`256MiB`, bytes).
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    memory_limit: Option<u64>,
+    /// The cgroup's OOM kill counter after the end (memory.events oom_kill).
+    #[arg(long, value_name = "N")]
+    oom_kills: Option<u64>,
+    /// The counter before the container ran (default 0: a container's own cgroup).
+    #[arg(long, value_name = "N", requires = "oom_kills")]
+    oom_kills_before: Option<u64>,
+    /// The last working set seen before the end (`250MiB`, bytes), with --last-working-set-at.
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size, requires = "last_working_set_at")]
+    last_working_set: Option<u64>,
+    /// When that working set was seen (RFC 3339).
+    #[arg(long, value_name = "TIME", requires = "last_working_set")]
+    last_working_set_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where to write the post-mortem (must not exist or be empty).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -200,6 +245,49 @@ fn main() -> ExitCode {
         Command::Locate(args) => run_locate(args),
         Command::Upload(args) => run_upload(args),
         Command::Cat { dir, name } => run_cat(&dir, &name),
+        Command::Postmortem(args) => run_postmortem(*args),
+    }
+}
+
+fn run_postmortem(args: PostmortemArgs) -> ExitCode {
+    use procshot::postmortem::{self, ContainerExit, LastMemorySample, OomKills};
+    let options = postmortem::PostmortemOptions {
+        exit: ContainerExit {
+            exit_code: args.exit_code,
+            signal: args.signal,
+            reason: args.reason,
+            finished_at: args.finished_at,
+            memory_limit_bytes: args.memory_limit,
+            oom_kills: args.oom_kills.map(|after| OomKills {
+                before: args.oom_kills_before.unwrap_or(0),
+                after,
+            }),
+        },
+        memory: args
+            .last_working_set
+            .zip(args.last_working_set_at)
+            .map(|(bytes, taken_at)| LastMemorySample {
+                taken_at,
+                working_set_bytes: bytes,
+                limit_bytes: args.memory_limit,
+            }),
+        log: args.log,
+        max_log_bytes: args.max_log_bytes,
+        out: args.out,
+    };
+    match postmortem::run(&options) {
+        Ok(postmortem) => {
+            print_findings(
+                &postmortem.findings,
+                &format!("the log {}", options.log.display()),
+                &options.out,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("procshot: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 
@@ -437,19 +525,21 @@ fn print_summary(summary: &Summary, dir: &Path) {
     if let Some(reason) = &summary.partial {
         println!("PARTIAL capture: {reason}");
     }
-    if summary.findings.is_empty() {
-        println!(
-            "no findings for pid {}: nothing crossed a threshold",
-            summary.pid
-        );
+    print_findings(&summary.findings, &format!("pid {}", summary.pid), dir);
+}
+
+/// The findings of `what` and where the reports are.
+fn print_findings(findings: &[Finding], what: &str, dir: &Path) {
+    if findings.is_empty() {
+        println!("no findings for {what}: nothing crossed a threshold");
     } else {
-        println!("findings for pid {}:", summary.pid);
+        println!("findings for {what}:");
         for Finding {
             severity,
             code,
             message,
             ..
-        } in &summary.findings
+        } in findings
         {
             println!("  {:<8} {code}: {message}", severity.name().to_uppercase());
         }

@@ -1,9 +1,9 @@
 //! The summary a capture pod leaves in its termination message for the operator
-//! (the `procshot-summary` contract, at most 4 KiB).
+//! (the `procshot-api` contract, at most 4 KiB).
 
 use std::path::Path;
 
-use procshot_summary::{Artifact, Counts, FindingSummary, Outcome, TerminationSummary, VERSION};
+use procshot_api::{Artifact, Counts, FindingSummary, Outcome, TerminationSummary, VERSION};
 
 use crate::analysis::Summary;
 use crate::artifacts::SUMMARY_FILE;
@@ -36,8 +36,8 @@ pub fn from_summary(summary: &Summary, target_pid: i32) -> TerminationSummary {
             .findings
             .iter()
             .map(|f| FindingSummary {
-                severity: f.severity.name().to_string(),
-                code: f.code.clone(),
+                severity: f.severity,
+                code: procshot_api::FindingCode::parse(&f.code),
                 message: f.message.clone(),
             })
             .collect(),

@@ -53,53 +53,11 @@ pub fn rate(per_second: f64) -> String {
     }
 }
 
-/// Parses a byte size given on the command line: bytes (`1048576`), or a number with a
-/// binary unit, in any case: `K`, `M`, `G`, `T`, also written `KB`/`KiB`, `MB`/`MiB`….
-/// Zero is refused: no cap or budget of zero bytes makes sense.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!(
-            "{text:?} is not a size: give bytes, or a number with K, M, G or T (powers of 1024)"
-        )
-    })?;
-    let unit = unit.trim().to_ascii_lowercase();
-    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown size unit {unit:?} (use K, M, G or T)"
-            ));
-        }
-    };
-    number
-        .checked_mul(1 << shift)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{text:?} is not a usable size"))
-}
+pub use procshot_api::size::parse_size;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_are_binary() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("4G"), Ok(4 << 30));
-        assert_eq!(parse_size("16M"), Ok(16 << 20));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12 parsecs").is_err());
-    }
 
     #[test]
     fn counts_get_separators() {

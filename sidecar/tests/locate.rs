@@ -733,9 +733,9 @@ fn the_capture_pod_steps_locate_then_capture_with_a_termination_summary() {
         .unwrap();
     support::assert_success(&output);
     let text = std::fs::read_to_string(&summary_file).unwrap();
-    assert!(text.len() <= procshot_summary::MAX_BYTES);
-    let summary: procshot_summary::TerminationSummary = serde_json::from_str(&text).unwrap();
-    assert_eq!(summary.outcome, procshot_summary::Outcome::Succeeded);
+    assert!(text.len() <= procshot_api::MAX_BYTES);
+    let summary: procshot_api::TerminationSummary = serde_json::from_str(&text).unwrap();
+    assert_eq!(summary.outcome, procshot_api::Outcome::Succeeded);
     assert_eq!(summary.target_pid, Some(container.main));
     assert_eq!(summary.samples, 2);
     assert_eq!(
@@ -757,9 +757,9 @@ fn the_capture_pod_steps_locate_then_capture_with_a_termination_summary() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(3));
-    let summary: procshot_summary::TerminationSummary =
+    let summary: procshot_api::TerminationSummary =
         serde_json::from_str(&std::fs::read_to_string(&failed_file).unwrap()).unwrap();
-    assert_eq!(summary.outcome, procshot_summary::Outcome::Failed);
+    assert_eq!(summary.outcome, procshot_api::Outcome::Failed);
     assert!(
         summary
             .message

@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use procshot::target::Target;
 use procshot::threads::{self, KernelStack};
-use support::Fixture;
+use support::{Fixture, TestCgroup};
 
 #[test]
 fn threads_are_listed_with_state_syscall_and_kernel_stack() {
@@ -95,84 +95,6 @@ fn growing_memory_gives_rss_growth() {
         top["rss"].as_u64().unwrap() > 1 << 20,
         "the heap leads the mappings: {top}"
     );
-}
-
-/// A memory cgroup made for one test, removed when dropped.
-struct TestCgroup {
-    dir: PathBuf,
-    version: u8,
-}
-
-impl TestCgroup {
-    /// Creates a cgroup with a memory limit in the host's memory hierarchy.
-    fn create(name: &str, limit_bytes: u64) -> Self {
-        let (root, version) = if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
-            (PathBuf::from("/sys/fs/cgroup/memory"), 1)
-        } else if std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control")
-            .is_ok_and(|c| c.contains("memory"))
-        {
-            (PathBuf::from("/sys/fs/cgroup"), 2)
-        } else {
-            panic!(
-                "this host has no memory cgroup controller (v1 memory hierarchy or v2 with memory enabled)"
-            )
-        };
-        let dir = root.join(format!("procshot-test-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let limit_file = if version == 1 {
-            "memory.limit_in_bytes"
-        } else {
-            "memory.max"
-        };
-        std::fs::write(dir.join(limit_file), limit_bytes.to_string()).unwrap();
-        Self { dir, version }
-    }
-
-    /// Starts a fixture inside the cgroup (it joins before exec, so every page it touches
-    /// is charged here).
-    fn start(&self, args: &[&str]) -> Fixture {
-        Fixture::start_prepared(
-            args,
-            &format!("echo $$ > {}", self.dir.join("cgroup.procs").display()),
-        )
-    }
-
-    fn read_u64(&self, v1: &str, v2: &str) -> u64 {
-        let file = if self.version == 1 { v1 } else { v2 };
-        std::fs::read_to_string(self.dir.join(file))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    fn usage(&self) -> u64 {
-        self.read_u64("memory.usage_in_bytes", "memory.current")
-    }
-
-    fn read_oom_kills(&self) -> u64 {
-        let file = if self.version == 1 {
-            "memory.oom_control"
-        } else {
-            "memory.events"
-        };
-        let text = std::fs::read_to_string(self.dir.join(file)).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .map(|v| v.trim().parse().unwrap())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.dir).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 #[test]

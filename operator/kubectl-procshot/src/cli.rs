@@ -97,7 +97,7 @@ pub struct CaptureArgs {
     /// How many of the matching pods to capture, oldest first (with a workload or -l).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub max_pods: Option<u32>,
-    /// What to capture, comma-separated: fds, threads, memory, stacks, goroutines, core
+    /// What to capture, comma-separated: fds, threads, memory, goroutines, stacks, core
     /// (default: fds,threads,memory).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_capture)]
     pub capture: Vec<CaptureKind>,
@@ -314,9 +314,9 @@ pub struct DeleteArgs {
     pub wait: bool,
 }
 
-/// `--capture` names: those of the DebugSession schema.
+/// `--capture` names.
 fn parse_capture(text: &str) -> Result<CaptureKind, String> {
-    serde_json::from_value(serde_json::Value::String(text.trim().to_string())).map_err(|_| {
+    text.trim().parse().map_err(|_| {
         format!(
             "{text:?} is not a capture: choose from {}",
             crate::session::capture_names().join(", ")
@@ -418,7 +418,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("choose from fds, threads, memory, stacks, goroutines, core"),
+            e.contains("choose from fds, threads, memory, goroutines, stacks, core"),
             "{e}"
         );
     }

@@ -24,34 +24,9 @@ const MAX_NAME: usize = 52;
 /// The timeout the CRD defaults to.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The capture names the DebugSession schema allows, in its order.
-pub fn capture_names() -> Vec<String> {
-    let schema = serde_json::to_value(schemars::schema_for!(CaptureKind)).unwrap_or_default();
-    let mut names = Vec::new();
-    collect_enum_values(&schema, &mut names);
-    names
-}
-
-fn collect_enum_values(schema: &serde_json::Value, names: &mut Vec<String>) {
-    match schema {
-        serde_json::Value::Object(map) => {
-            for (key, value) in map {
-                match (key.as_str(), value) {
-                    ("enum", serde_json::Value::Array(values)) => {
-                        names.extend(values.iter().filter_map(|v| v.as_str()).map(str::to_string))
-                    }
-                    ("const", serde_json::Value::String(name)) => names.push(name.clone()),
-                    _ => collect_enum_values(value, names),
-                }
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for item in items {
-                collect_enum_values(item, names);
-            }
-        }
-        _ => {}
-    }
+/// The capture names, in the order captures run.
+pub fn capture_names() -> Vec<&'static str> {
+    CaptureKind::ALL.iter().map(|kind| kind.name()).collect()
 }
 
 /// The session for `args` on `target`, named `name`, in `namespace`.
@@ -63,7 +38,7 @@ pub fn build(
     requested_by: Option<&str>,
 ) -> Result<DebugSession, Error> {
     let mut captures = if args.capture.is_empty() {
-        vec![CaptureKind::Fds, CaptureKind::Threads, CaptureKind::Memory]
+        CaptureKind::DEFAULT.to_vec()
     } else {
         args.capture.clone()
     };
@@ -196,10 +171,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capture_names_come_from_the_schema() {
+    fn capture_names_are_in_the_order_captures_run() {
         assert_eq!(
             capture_names(),
-            ["fds", "threads", "memory", "stacks", "goroutines", "core"]
+            ["fds", "threads", "memory", "goroutines", "stacks", "core"]
         );
     }
 
@@ -229,12 +204,18 @@ mod tests {
 
     #[test]
     fn pprof_takes_a_port_or_host_and_port() {
-        assert_eq!(parse_pprof("6060").unwrap().address(), "127.0.0.1:6060");
         assert_eq!(
-            parse_pprof("0.0.0.0:6060").unwrap().address(),
+            parse_pprof("6060").unwrap().address().to_string(),
+            "127.0.0.1:6060"
+        );
+        assert_eq!(
+            parse_pprof("0.0.0.0:6060").unwrap().address().to_string(),
             "0.0.0.0:6060"
         );
-        assert_eq!(parse_pprof("[::1]:6060").unwrap().address(), "[::1]:6060");
+        assert_eq!(
+            parse_pprof("[::1]:6060").unwrap().address().to_string(),
+            "[::1]:6060"
+        );
         for bad in ["", "x", "0", ":6060", "70000"] {
             assert!(parse_pprof(bad).is_err(), "{bad}");
         }

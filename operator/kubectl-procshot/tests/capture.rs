@@ -83,8 +83,8 @@ async fn each_flag_gives_its_field_of_the_session() {
         spec.capture,
         [
             CaptureKind::Fds,
-            CaptureKind::Stacks,
             CaptureKind::Goroutines,
+            CaptureKind::Stacks,
             CaptureKind::Core
         ]
     );

@@ -19,7 +19,7 @@ use procshot::capture::{CaptureKind, CaptureOptions};
 use procshot::upload::attempts::Attempts;
 use procshot::upload::transfer::Transfer;
 use procshot::upload::{Destination, Session};
-use procshot_summary::Artifact;
+use procshot_operator::api::Artifact;
 use serde_json::{Value, json};
 use support::exec::{ExecAnswer, ExecRouter};
 use support::garage::{BUCKET, Garage, KEY_ID, SECRET};

@@ -186,7 +186,7 @@ fn a_client_dry_run_through_kubectl_prints_a_session_the_crd_accepts() {
     );
     assert_eq!(
         session["spec"]["capture"],
-        json!(["fds", "threads", "memory", "stacks", "goroutines"])
+        json!(["fds", "threads", "memory", "goroutines", "stacks"])
     );
     assert_eq!(
         support::violations(&session),

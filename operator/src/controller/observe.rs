@@ -2,7 +2,7 @@
 //! `capture` container, folded into a target's status. Pure.
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
-use procshot_summary::{Outcome, TerminationSummary};
+use procshot_api::{Outcome, TerminationSummary};
 
 use crate::api::{Artifact, CaptureCounts, Phase, SessionFinding, TargetStatus};
 use crate::capture_pod::{CAPTURE_CONTAINER, LOCATE_CONTAINER};
@@ -179,8 +179,8 @@ fn from_summary(summary: TerminationSummary, target_pod: &str) -> Observation {
         .into_iter()
         .map(|f| SessionFinding {
             pod: target_pod.to_string(),
-            severity: f.severity,
-            code: f.code,
+            severity: f.severity.name().to_string(),
+            code: f.code.to_string(),
             message: f.message,
         })
         .collect();

@@ -53,28 +53,7 @@ pub const GOROUTINES_BLOCKED_MIN_SECONDS: f64 = 1.0;
 /// `GOROUTINES_BLOCKED` is critical when the runtime reports waits of this many minutes.
 pub const GOROUTINES_BLOCKED_CRITICAL_MINUTES: u64 = 5;
 
-/// How serious a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Worth knowing; not a problem by itself.
-    Info,
-    /// Likely a problem.
-    Warning,
-    /// A problem that will hurt soon (limit almost reached, OOM kills).
-    Critical,
-}
-
-impl Severity {
-    /// `info`, `warning`, `critical`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-}
+pub use procshot_api::Severity;
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -164,7 +164,7 @@ pub enum DumpError {
     },
 }
 
-/// Parses a `debug=2` goroutine dump. Unknown lines inside a stack are skipped; a text
+/// Parses a `debug=2` goroutine dump. Lines that fit no part of a stack are skipped; a text
 /// that does not start with a goroutine header is refused.
 pub fn parse(text: &str) -> Result<Vec<Goroutine>, DumpError> {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
@@ -173,27 +173,165 @@ pub fn parse(text: &str) -> Result<Vec<Goroutine>, DumpError> {
             start: first.chars().take(60).collect(),
         });
     }
-    let mut goroutines: Vec<Goroutine> = Vec::new();
-    let mut lines = text.lines().enumerate().peekable();
+    let lines: Vec<&str> = text.lines().collect();
+    let read = read_blocks(&lines, Mode::Dump)?;
+    Ok(read.goroutines)
+}
+
+/// The goroutine section of a Go crash trace (what follows `panic: …` or `fatal error: …`),
+/// as [`read_trace`] found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceSection {
+    /// The goroutines, in the order printed (the panicking one first).
+    pub goroutines: Vec<Goroutine>,
+    /// The frames of the `runtime stack:` block (the system stack of a runtime throw).
+    pub runtime_stack: Option<Vec<Frame>>,
+    /// Stack lines before the first header: the end of a goroutine whose header the text
+    /// lost (a trace cut at its start).
+    pub headless: Option<HeadlessStack>,
+    /// How many lines the section took, from the first line given.
+    pub lines_read: usize,
+    /// Lines inside a stack that fit no part of it (other output interleaved), skipped.
+    pub foreign_lines: usize,
+    /// Whether the text ended on a function line without its `file:line` (cut mid-trace).
+    pub ends_inside_frame: bool,
+}
+
+/// The frames of a goroutine whose header is not in the text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadlessStack {
+    /// Its frames, innermost first (the innermost ones may be cut away too).
+    pub frames: Vec<Frame>,
+    /// Whether the runtime elided frames.
+    pub elided: bool,
+    /// The `go` statement that started it.
+    pub created_by: Option<Frame>,
+}
+
+/// Reads the goroutine blocks of a crash trace: `lines` starts at its first block
+/// (`goroutine N [state]:` or `runtime stack:`, or stack lines whose header is cut), and the section ends at the first line after
+/// a blank line that starts no block, or at the next `panic:` or `fatal error:` line. Never
+/// fails: a header that cannot be read ends the section.
+pub fn read_trace(lines: &[&str]) -> TraceSection {
+    read_blocks(lines, Mode::Trace).unwrap_or_default()
+}
+
+/// How [`read_blocks`] treats what is not a goroutine block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A pprof dump: every line belongs to it; an unreadable header is an error.
+    Dump,
+    /// A crash trace inside a log: other text ends it.
+    Trace,
+}
+
+fn read_blocks(lines: &[&str], mode: Mode) -> Result<TraceSection, DumpError> {
+    let mut section = TraceSection::default();
+    let mut notes = StackNotes::default();
+    let mut at = 0;
+    let first = lines.iter().position(|l| !l.trim().is_empty()).unwrap_or(0);
+    if mode == Mode::Trace
+        && lines
+            .get(first)
+            .is_some_and(|l| l.starts_with('\t') || looks_like_a_call(l))
+    {
+        let mut headless = HeadlessStack::default();
+        let mut stack = Stack {
+            frames: &mut headless.frames,
+            elided: &mut headless.elided,
+            created_by: &mut headless.created_by,
+        };
+        at = read_stack(lines, first, mode, &mut stack, &mut notes);
+        section.headless = Some(headless);
+    }
+    while at < lines.len() {
+        let line = lines[at];
+        if line.trim().is_empty() {
+            at += 1;
+            continue;
+        }
+        if mode == Mode::Trace && starts_another_trace(line) {
+            break;
+        }
+        if line.starts_with("goroutine ") {
+            let Some(goroutine) = parse_header(line) else {
+                if mode == Mode::Trace {
+                    break;
+                }
+                return Err(DumpError::BadHeader {
+                    line: at + 1,
+                    text: line.to_string(),
+                });
+            };
+            section.goroutines.push(goroutine);
+            let current = section.goroutines.last_mut().expect("just pushed");
+            let mut stack = Stack {
+                frames: &mut current.frames,
+                elided: &mut current.elided,
+                created_by: &mut current.created_by,
+            };
+            at = read_stack(lines, at + 1, mode, &mut stack, &mut notes);
+            continue;
+        }
+        if line.trim_end() == "runtime stack:" && section.runtime_stack.is_none() {
+            let mut frames = Vec::new();
+            let (mut elided, mut created_by) = (false, None);
+            let mut stack = Stack {
+                frames: &mut frames,
+                elided: &mut elided,
+                created_by: &mut created_by,
+            };
+            at = read_stack(lines, at + 1, mode, &mut stack, &mut notes);
+            section.runtime_stack = Some(frames);
+            continue;
+        }
+        match mode {
+            Mode::Dump => at += 1,
+            Mode::Trace => break,
+        }
+    }
+    section.lines_read = at;
+    section.foreign_lines = notes.foreign_lines;
+    section.ends_inside_frame = notes.ends_inside_frame;
+    Ok(section)
+}
+
+/// What [`read_stack`] noticed besides the frames.
+#[derive(Default)]
+struct StackNotes {
+    foreign_lines: usize,
+    ends_inside_frame: bool,
+}
+
+/// Where [`read_stack`] puts what it reads.
+struct Stack<'a> {
+    frames: &'a mut Vec<Frame>,
+    elided: &'a mut bool,
+    created_by: &'a mut Option<Frame>,
+}
+
+/// Reads the stack lines of one block from `lines[at]` on, up to a blank line or the next
+/// header; returns the index of the first line not read.
+fn read_stack(
+    lines: &[&str],
+    mut at: usize,
+    mode: Mode,
+    stack: &mut Stack<'_>,
+    notes: &mut StackNotes,
+) -> usize {
     // Set after a `[originating from goroutine N]:` line, whose frames are not this
     // goroutine's own (GODEBUG=tracebackancestors).
     let mut in_ancestors = false;
-    while let Some((number, line)) = lines.next() {
-        if line.trim().is_empty() {
-            continue;
+    // `created by` ends a block: in a trace, text after it is not the trace's.
+    let mut created = false;
+    while let Some(&line) = lines.get(at) {
+        if line.trim().is_empty()
+            || line.starts_with("goroutine ")
+            || (mode == Mode::Trace && (starts_another_trace(line) || created))
+        {
+            break;
         }
-        if line.starts_with("goroutine ") {
-            let goroutine = parse_header(line).ok_or_else(|| DumpError::BadHeader {
-                line: number + 1,
-                text: line.to_string(),
-            })?;
-            goroutines.push(goroutine);
-            in_ancestors = false;
-            continue;
-        }
-        let Some(current) = goroutines.last_mut() else {
-            continue;
-        };
+        at += 1;
         if line.starts_with("[originating from goroutine") {
             in_ancestors = true;
             continue;
@@ -202,31 +340,91 @@ pub fn parse(text: &str) -> Result<Vec<Goroutine>, DumpError> {
             continue;
         }
         if line.starts_with("...") {
-            current.elided = true;
+            *stack.elided = true;
             continue;
         }
+        let is_creator = line.starts_with("created by ");
+        if !is_creator && !looks_like_a_call(line) {
+            notes.foreign_lines += 1;
+            continue;
+        }
+        // Other output may have landed between a frame's two lines: look past a few.
+        let mut next = at;
+        while next < lines.len() && next - at < MAX_LINES_BETWEEN && is_foreign(lines[next]) {
+            next += 1;
+        }
         let location = lines
-            .next_if(|(_, l)| l.starts_with('\t'))
-            .and_then(|(_, l)| parse_location(l));
-        let (file, line_number) = location.unwrap_or_default();
+            .get(next)
+            .filter(|l| l.starts_with('\t'))
+            .and_then(|l| parse_location(l));
+        let (file, line_number) = match location {
+            Some(location) => {
+                notes.foreign_lines += next - at;
+                at = next + 1;
+                location
+            }
+            None if at == lines.len() => {
+                notes.ends_inside_frame = true;
+                Default::default()
+            }
+            None => {
+                notes.foreign_lines += 1;
+                continue;
+            }
+        };
         if let Some(creator) = line.strip_prefix("created by ") {
             let function = creator
                 .split_once(" in goroutine ")
                 .map_or(creator, |(f, _)| f);
-            current.created_by = Some(Frame {
+            created = true;
+            *stack.created_by = Some(Frame {
                 function: function.trim().to_string(),
                 file,
                 line: line_number,
             });
         } else {
-            current.frames.push(Frame {
+            stack.frames.push(Frame {
                 function: strip_arguments(line).to_string(),
                 file,
                 line: line_number,
             });
         }
     }
-    Ok(goroutines)
+    at
+}
+
+/// Whether `line` starts a new Go crash trace (which ends the goroutines of the one before):
+/// `panic: `, `fatal error: `, or a signal the runtime dies on (`SIGQUIT: quit`).
+pub fn starts_another_trace(line: &str) -> bool {
+    line.starts_with("panic: ")
+        || line.starts_with("fatal error: ")
+        || line
+            .strip_prefix("SIG")
+            .and_then(|rest| rest.split_once(": "))
+            .is_some_and(|(name, _)| {
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase())
+            })
+}
+
+/// Lines of other output looked past between a frame's function and its location.
+const MAX_LINES_BETWEEN: usize = 3;
+
+/// Whether a line can be a frame's function: `pkg.Func(…)`, or one cut at its `(`.
+fn looks_like_a_call(line: &str) -> bool {
+    let name = line.split('(').next().unwrap_or_default();
+    line.contains('(')
+        && (name.contains('.') || name == "panic")
+        && !name.contains(|c: char| c.is_whitespace() || c == '\u{FFFD}')
+}
+
+/// A line that is no part of a stack: not a location, call, creator, header or blank.
+fn is_foreign(line: &str) -> bool {
+    !(line.starts_with('\t')
+        || line.trim().is_empty()
+        || line.starts_with("goroutine ")
+        || line.starts_with("created by ")
+        || line.starts_with("...")
+        || looks_like_a_call(line))
 }
 
 /// `goroutine 18 [chan receive, 5 minutes, locked to thread]:` (Go 1.21+ may add fields
@@ -259,11 +457,19 @@ fn parse_header(line: &str) -> Option<Goroutine> {
     Some(goroutine)
 }
 
-/// `\t/usr/lib/go/src/sync/mutex.go:90 +0x4b` → (file, line).
+/// `\t/usr/lib/go/src/sync/mutex.go:90 +0x4b` → (file, line); also with the runtime's
+/// ` fp=… sp=… pc=…` suffix, and with spaces in the file's path.
 fn parse_location(line: &str) -> Option<(String, u32)> {
-    let location = line.trim().split(" +0x").next()?;
-    let (file, number) = location.rsplit_once(':')?;
-    Some((file.to_string(), number.trim().parse().ok()?))
+    let location = line.trim();
+    location.rmatch_indices(':').find_map(|(colon, _)| {
+        let rest = &location[colon + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let ends = rest.len() == digits || rest[digits..].starts_with(' ');
+        if digits == 0 || !ends || colon == 0 {
+            return None;
+        }
+        Some((location[..colon].to_string(), rest[..digits].parse().ok()?))
+    })
 }
 
 /// `sync.(*Mutex).Lock(...)` → `sync.(*Mutex).Lock`; `main.f(0x1, {0x2, 0x3})` → `main.f`.

@@ -3,9 +3,7 @@
 //! bounded by a timeout and a response size cap, and checked to really be a goroutine dump
 //! or a gzip'd pprof profile.
 
-use std::fmt;
 use std::io::Read;
-use std::str::FromStr;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty, Limited};
@@ -18,50 +16,7 @@ pub const GOROUTINE_PATH: &str = "/debug/pprof/goroutine?debug=2";
 /// The heap profile (gzip'd protobuf).
 pub const HEAP_PATH: &str = "/debug/pprof/heap";
 
-/// Where a program serves `net/http/pprof`, as seen from inside its network namespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PprofAddress(String);
-
-impl PprofAddress {
-    /// `host:port`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// `http://host:port/PATH`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.0)
-    }
-}
-
-impl fmt::Display for PprofAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl FromStr for PprofAddress {
-    type Err = String;
-
-    /// `6060` (meaning `127.0.0.1:6060`), `HOST:6060`, `[::1]:6060`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let bad = || {
-            format!(
-                "{s:?} is not a pprof address: give PORT (127.0.0.1:PORT inside the target's \
-                 network namespace) or HOST:PORT, for example 6060 or 127.0.0.1:6060"
-            )
-        };
-        if let Ok(port) = s.parse::<u16>() {
-            return Ok(Self(format!("127.0.0.1:{port}")));
-        }
-        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-        if host.is_empty() || host.contains('/') || port.parse::<u16>().is_err() {
-            return Err(bad());
-        }
-        Ok(Self(s.to_string()))
-    }
-}
+pub use procshot_api::PprofAddress;
 
 /// Why a pprof endpoint gave nothing usable.
 #[derive(Debug, thiserror::Error)]
@@ -340,28 +295,6 @@ pub fn start_of(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_default_to_loopback() {
-        assert_eq!(
-            "6060".parse::<PprofAddress>().unwrap().as_str(),
-            "127.0.0.1:6060"
-        );
-        assert_eq!(
-            "10.0.0.7:8080"
-                .parse::<PprofAddress>()
-                .unwrap()
-                .url(HEAP_PATH),
-            "http://10.0.0.7:8080/debug/pprof/heap"
-        );
-        assert_eq!(
-            "[::1]:6060".parse::<PprofAddress>().unwrap().as_str(),
-            "[::1]:6060"
-        );
-        for bad in ["", "http://x:1/", "host", "host:port", ":6060", "70000"] {
-            assert!(bad.parse::<PprofAddress>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn only_gzip_profiles_pass() {

@@ -76,6 +76,16 @@ pub fn html(manifest: &Manifest, summary: &Summary, data: &CaptureData) -> Strin
     html::render(&build::document(manifest, summary, data))
 }
 
+/// Renders any document as `report.md` (a post-mortem's, say).
+pub fn render_markdown(doc: &Document) -> String {
+    markdown::render(doc)
+}
+
+/// Renders any document as `report.html`.
+pub fn render_html(doc: &Document) -> String {
+    html::render(doc)
+}
+
 /// `procshot report DIR`: re-analyzes the samples of an existing capture with this
 /// procshot, and rewrites `summary.json`, both reports and the manifest's file list.
 pub fn rerender(dir: &Path) -> Result<Summary, OutputError> {

@@ -23,7 +23,7 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use procshot_summary::Artifact;
+use procshot_api::Artifact;
 
 use crate::error::UploadError;
 use crate::units;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::digest::{self, SHA256};
 use object_store::path::{Path as ObjectPath, PathPart};
 
-use crate::artifacts::{MANIFEST_FILE, Manifest};
+use crate::artifacts::{FileEntry, MANIFEST_FILE};
 use crate::error::UploadError;
 
 use super::destination::{Destination, Session};
@@ -45,6 +45,17 @@ impl Plan {
     }
 }
 
+/// What an upload reads of `manifest.json`: the same two fields in a capture's and in a
+/// post-mortem's.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadManifest {
+    /// The directory's time, its TIMESTAMP in the object keys.
+    started_at: chrono::DateTime<chrono::Utc>,
+    /// The files to send.
+    files: Vec<FileEntry>,
+}
+
 /// Reads `dir/manifest.json`, checks every file it lists against its size and sha256, and
 /// lays the upload out under `destination` for `session` (default `local/<dir's name>`).
 pub fn plan(
@@ -58,7 +69,7 @@ pub fn plan(
         detail,
     };
     let text = std::fs::read(&manifest_path).map_err(|e| bad(e.to_string()))?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let manifest: UploadManifest = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
     let session = match session {
         Some(session) => session.clone(),
         None => Session::local(&directory_name(dir)),

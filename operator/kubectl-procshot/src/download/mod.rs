@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use procshot_operator::api::Artifact;
 use procshot_operator::api::{DebugSession, Phase};
-use procshot_summary::Artifact;
 
 use manifest::{MANIFEST, MAX_MANIFEST_BYTES, Manifest};
 use pod::PodDir;

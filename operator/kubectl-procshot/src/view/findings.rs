@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use procshot_operator::api::{DebugSession, Phase, SessionFinding};
 
-use super::{Paint, Severity, bytes, columns, inert, phase_of, qualified_name};
+use super::{Paint, Severity, bytes, columns, inert, phase_of, qualified_name, severity_of};
 
 /// Findings as aligned rows: severity, code, pod (with several targets), message.
 pub fn print_findings(
@@ -17,7 +17,7 @@ pub fn print_findings(
         .iter()
         .any(|f| findings.first().is_some_and(|first| first.pod != f.pod));
     let mut sorted: Vec<&SessionFinding> = findings.iter().collect();
-    sorted.sort_by_key(|f| std::cmp::Reverse(Severity::of(&f.severity)));
+    sorted.sort_by_key(|f| std::cmp::Reverse(severity_of(&f.severity)));
     let rows: Vec<Vec<String>> = sorted
         .iter()
         .map(|f| {
@@ -37,7 +37,7 @@ pub fn print_findings(
 
 /// The most serious severity among the findings.
 pub fn worst(findings: &[SessionFinding]) -> Option<Severity> {
-    findings.iter().map(|f| Severity::of(&f.severity)).max()
+    findings.iter().map(|f| severity_of(&f.severity)).max()
 }
 
 /// How the session ended, its targets, findings and files.

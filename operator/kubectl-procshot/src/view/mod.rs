@@ -42,7 +42,7 @@ impl Paint {
     /// A severity, upper case, padded to 8 and coloured by how serious it is.
     pub fn severity(self, severity: &str) -> String {
         let text = format!("{:<8}", inert(&severity.to_uppercase()));
-        let style = match Severity::of(severity) {
+        let style = match severity_of(severity) {
             Severity::Critical => Style::new().bold().fg_color(Some(AnsiColor::Red.into())),
             Severity::Warning => Style::new().fg_color(Some(AnsiColor::Yellow.into())),
             Severity::Info => Style::new().fg_color(Some(AnsiColor::Cyan.into())),
@@ -71,27 +71,11 @@ impl Paint {
     }
 }
 
-/// How serious a finding is. The status carries it as a string; unknown ones count as
-/// info.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// `info`.
-    Info,
-    /// `warning`.
-    Warning,
-    /// `critical`.
-    Critical,
-}
+pub use procshot_api::Severity;
 
-impl Severity {
-    /// The severity a status string names.
-    pub fn of(text: &str) -> Self {
-        match text {
-            "critical" => Self::Critical,
-            "warning" => Self::Warning,
-            _ => Self::Info,
-        }
-    }
+/// The severity a status string names; one this build does not know counts as info.
+pub fn severity_of(text: &str) -> Severity {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).unwrap_or(Severity::Info)
 }
 
 /// A phase's name as the status spells it.

@@ -1,9 +1,11 @@
-//! The contract between a capture pod and the operator: the compact JSON summary the
-//! `capture` container writes to `/dev/termination-log`, which the kubelet copies into the
-//! pod's status (at most [`MAX_BYTES`]). The operator needs no API credentials in the
-//! capture pod and no procfs code of its own: it only reads this.
+//! The compact JSON summary a capture pod's `capture` container writes to
+//! `/dev/termination-log`, which the kubelet copies into the pod's status (at most
+//! [`MAX_BYTES`]). The operator needs no API credentials in the capture pod and no procfs
+//! code of its own: it only reads this.
 
 use serde::{Deserialize, Serialize};
+
+use crate::finding::{FindingCode, Severity};
 
 /// The kubelet keeps at most this many bytes of a termination message.
 pub const MAX_BYTES: usize = 4096;
@@ -102,10 +104,10 @@ pub struct Artifact {
 /// One finding, without its evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingSummary {
-    /// `info`, `warning` or `critical`.
-    pub severity: String,
+    /// How serious.
+    pub severity: Severity,
     /// Stable code.
-    pub code: String,
+    pub code: FindingCode,
     /// One sentence with the numbers.
     pub message: String,
 }
@@ -162,56 +164,93 @@ fn shorten(text: &mut String, max: usize) {
 mod tests {
     use super::*;
 
-    fn finding(i: usize, len: usize) -> FindingSummary {
+    fn finding(severity: Severity, i: usize, len: usize) -> FindingSummary {
         FindingSummary {
-            severity: "warning".into(),
-            code: format!("CODE_{i}"),
+            severity,
+            code: FindingCode::Other(format!("CODE_{i}")),
             message: "é".repeat(len / 2),
         }
     }
 
-    #[test]
-    fn small_summaries_are_kept_whole() {
-        let summary = TerminationSummary {
+    fn summary(message: String, findings: Vec<FindingSummary>) -> TerminationSummary {
+        TerminationSummary {
             version: VERSION,
-            outcome: Outcome::Succeeded,
-            message: String::new(),
+            outcome: Outcome::Partial,
+            message,
             target_pid: Some(42),
             counts: Some(Counts {
                 fds: Some(10),
                 ..Counts::default()
             }),
             samples: 3,
-            findings: vec![finding(0, 100)],
+            findings,
             artifacts: Vec::new(),
             upload_error: None,
             truncated: false,
-        };
+        }
+    }
+
+    #[test]
+    fn small_summaries_are_kept_whole() {
+        let summary = summary(String::new(), vec![finding(Severity::Warning, 0, 100)]);
         let json = summary.to_bounded_json();
         let back: TerminationSummary = serde_json::from_str(&json).unwrap();
         assert_eq!(back, summary);
+        assert!(!back.truncated);
     }
 
     #[test]
     fn large_summaries_are_cut_to_fit_keeping_the_most_serious_findings() {
-        let summary = TerminationSummary {
-            version: VERSION,
-            outcome: Outcome::Partial,
-            message: "x".repeat(10_000),
-            target_pid: None,
-            counts: None,
-            samples: 1,
-            findings: (0..40).map(|i| finding(i, 300)).collect(),
-            artifacts: Vec::new(),
-            upload_error: None,
-            truncated: false,
-        };
+        // Most serious first, as procshot orders them: 5 critical, 15 warnings, 20 infos,
+        // each about 330 bytes of JSON, 40 in all: about 13 KiB.
+        let findings: Vec<FindingSummary> = (0..40)
+            .map(|i| {
+                let severity = match i {
+                    0..5 => Severity::Critical,
+                    5..20 => Severity::Warning,
+                    _ => Severity::Info,
+                };
+                finding(severity, i, 300)
+            })
+            .collect();
+        let summary = summary("partial: the deadline passed".into(), findings);
         let json = summary.to_bounded_json();
         assert!(json.len() <= MAX_BYTES, "{}", json.len());
         let back: TerminationSummary = serde_json::from_str(&json).unwrap();
         assert!(back.truncated);
-        if let Some(first) = back.findings.first() {
-            assert_eq!(first.code, "CODE_0");
+        // 4 KiB holds about 11 such findings: the first ones, in order, every critical.
+        assert!(
+            (8..=12).contains(&back.findings.len()),
+            "kept {}",
+            back.findings.len()
+        );
+        for (i, kept) in back.findings.iter().enumerate() {
+            assert_eq!(kept.code, FindingCode::Other(format!("CODE_{i}")));
+            assert_eq!(kept.message.len(), 300, "messages are kept whole");
         }
+        assert_eq!(
+            back.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Critical)
+                .count(),
+            5
+        );
+        assert_eq!(back.message, "partial: the deadline passed");
+        assert_eq!(back.counts, summary.counts);
+    }
+
+    #[test]
+    fn a_huge_message_is_shortened_after_the_findings_are_dropped() {
+        let summary = summary(
+            "x".repeat(10_000),
+            vec![finding(Severity::Critical, 0, 300)],
+        );
+        let json = summary.to_bounded_json();
+        assert!(json.len() <= MAX_BYTES, "{}", json.len());
+        let back: TerminationSummary = serde_json::from_str(&json).unwrap();
+        assert!(back.truncated);
+        assert!(back.findings.is_empty());
+        assert_eq!(back.message.len(), 1000);
+        assert!(back.message.ends_with("..."));
     }
 }
