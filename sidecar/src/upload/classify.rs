@@ -14,12 +14,26 @@ use super::attempts::{AttemptLog, describe};
 use super::destination::{Destination, StoreKind};
 use super::plan::PlannedFile;
 
-/// The error for a failed operation on `file`, given what the requests met (`log`).
+/// What a failed request was doing, which tells what a 404 means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Creating the object: the PUT of a whole file, or starting a multipart upload. A 404
+    /// there can only mean that the bucket (container) is missing, whatever the body says
+    /// (fake-gcs-server, for one, answers a bare `Not Found`).
+    Create,
+    /// Anything after that: a part, completing or aborting an upload, the HEAD that checks
+    /// it (a 404 there can be an upload or object removed meanwhile).
+    Later,
+}
+
+/// The error for a failed operation on `file` at `step`, given what the requests met
+/// (`log`).
 pub fn failure(
     error: &object_store::Error,
     destination: &Destination,
     file: &PlannedFile,
     log: &AttemptLog,
+    step: Step,
 ) -> UploadError {
     let text = describe(error);
     if destination.kind != StoreKind::Local {
@@ -42,9 +56,12 @@ pub fn failure(
                 credentials: destination.kind.credentials(),
             };
         }
-        if matches!(error, object_store::Error::NotFound { .. }) && names_missing_bucket(&text) {
+        if matches!(error, object_store::Error::NotFound { .. })
+            && (step == Step::Create || names_missing_bucket(&text))
+        {
             return UploadError::BucketNotFound {
                 url: destination.url.clone(),
+                noun: destination.kind.bucket_noun(),
                 bucket: destination.bucket.clone(),
                 endpoint: endpoint(destination, log),
             };
@@ -198,7 +215,14 @@ mod tests {
                      signature</Message></Error>"
                 .into(),
         };
-        let message = failure(&error, &destination, &file(&destination), &answered()).to_string();
+        let message = failure(
+            &error,
+            &destination,
+            &file(&destination),
+            &answered(),
+            Step::Create,
+        )
+        .to_string();
         assert_eq!(
             message,
             "upload to s3://bucket/p failed: access denied (403) for key p/ns/s/t/fds.json: \
@@ -215,16 +239,40 @@ mod tests {
             path: "p".into(),
             source: "404 Not Found: <Error><Code>NoSuchBucket</Code></Error>".into(),
         };
-        let message = failure(&error, &destination, &file(&destination), &answered()).to_string();
+        let log = answered();
+        let message = failure(&error, &destination, &file(&destination), &log, Step::Later);
         assert!(
-            message.contains("bucket bucket does not exist at http://127.0.0.1:3900"),
+            message
+                .to_string()
+                .contains("bucket bucket does not exist at http://127.0.0.1:3900"),
+            "{message}"
+        );
+        // A 404 answering the creation of an object names the bucket whatever its body.
+        let azure: Destination = "az://evidence/p".parse().unwrap();
+        let bare = object_store::Error::NotFound {
+            path: "p".into(),
+            source: "404 Not Found".into(),
+        };
+        let message = failure(&bare, &azure, &file(&azure), &log, Step::Create).to_string();
+        assert!(
+            message.contains(
+                "upload to az://evidence/p failed: container evidence does not exist at \
+                 http://127.0.0.1:3900: create it, or fix the container name in the URL"
+            ),
             "{message}"
         );
         let other = object_store::Error::NotFound {
             path: "p".into(),
             source: "404 Not Found: <Error><Code>NoSuchKey</Code></Error>".into(),
         };
-        let message = failure(&other, &destination, &file(&destination), &answered()).to_string();
+        let message = failure(
+            &other,
+            &destination,
+            &file(&destination),
+            &answered(),
+            Step::Later,
+        )
+        .to_string();
         assert!(
             message
                 .contains("upload of fds.json to s3://bucket/p/ns/s/t/fds.json failed: NoSuchKey"),
@@ -249,7 +297,14 @@ mod tests {
             failing_since: Instant::now().checked_sub(Duration::from_secs(12)),
             last_failure: Some("client error (Connect): Connection refused".into()),
         };
-        let message = failure(&error, &destination, &file(&destination), &log).to_string();
+        let message = failure(
+            &error,
+            &destination,
+            &file(&destination),
+            &log,
+            Step::Create,
+        )
+        .to_string();
         assert!(
             message.starts_with(
                 "upload to s3://bucket/p failed: could not reach http://127.0.0.1:9 after 7 \

@@ -29,7 +29,10 @@ impl StoreKind {
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_WEB_IDENTITY_TOKEN_FILE with \
                  AWS_ROLE_ARN)"
             }
-            Self::Gcs => "GOOGLE_APPLICATION_CREDENTIALS (or GOOGLE_SERVICE_ACCOUNT)",
+            Self::Gcs => {
+                "GOOGLE_APPLICATION_CREDENTIALS (or GOOGLE_SERVICE_ACCOUNT, a key file; \
+                 GOOGLE_SERVICE_ACCOUNT_KEY, a key's JSON)"
+            }
             Self::Azure => {
                 "AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY (or AZURE_CLIENT_ID, \
                  AZURE_TENANT_ID and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE)"
@@ -43,8 +46,20 @@ impl StoreKind {
         match self {
             Self::S3 => "AWS_ENDPOINT_URL, AWS_REGION",
             Self::Gcs => "GOOGLE_BASE_URL",
-            Self::Azure => "AZURE_STORAGE_ACCOUNT_NAME, AZURE_ENDPOINT",
+            Self::Azure => {
+                "AZURE_STORAGE_ACCOUNT_NAME, AZURE_ENDPOINT, or AZURITE_BLOB_STORAGE_URL with \
+                 AZURE_STORAGE_USE_EMULATOR"
+            }
             Self::Local => "the file:// path",
+        }
+    }
+
+    /// What this kind of store calls the top-level namespace a URL names, for messages.
+    pub fn bucket_noun(self) -> &'static str {
+        match self {
+            Self::Azure => "container",
+            Self::S3 | Self::Gcs => "bucket",
+            Self::Local => "directory",
         }
     }
 }

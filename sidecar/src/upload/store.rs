@@ -42,8 +42,12 @@ pub struct Store {
 ///   `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`; requests are then path-style, as S3-compatible
 ///   servers such as Garage and MinIO need), `AWS_ALLOW_HTTP`, `AWS_WEB_IDENTITY_TOKEN_FILE`
 ///   with `AWS_ROLE_ARN`, and the other `AWS_*` variables object_store knows;
-/// * GCS: `GOOGLE_APPLICATION_CREDENTIALS` or `GOOGLE_SERVICE_ACCOUNT` (a mounted key file);
-/// * Azure: `AZURE_*` (account, key, client secret or federated token file).
+/// * GCS: `GOOGLE_APPLICATION_CREDENTIALS` or `GOOGLE_SERVICE_ACCOUNT` (a mounted key
+///   file), `GOOGLE_SERVICE_ACCOUNT_KEY` (the key's JSON itself), else the metadata server
+///   (GKE workload identity); `GOOGLE_BASE_URL` and `GOOGLE_ALLOW_HTTP` for an emulator;
+/// * Azure: `AZURE_*` (account, key, client secret or federated token file; `AZURE_ENDPOINT`
+///   and `AZURE_ALLOW_HTTP`, or `AZURE_STORAGE_USE_EMULATOR` with
+///   `AZURITE_BLOB_STORAGE_URL`, for an emulator).
 ///
 /// `timeout` bounds how long one request is retried.
 pub fn open(destination: &Destination, timeout: Duration) -> Result<Store, UploadError> {

@@ -14,7 +14,7 @@ use crate::error::UploadError;
 use crate::units;
 
 use super::attempts::Attempts;
-use super::classify;
+use super::classify::{self, Step};
 use super::destination::Destination;
 use super::plan::{Plan, PlannedFile};
 
@@ -56,7 +56,7 @@ impl Transfer<'_> {
                 .store
                 .head(&file.key)
                 .await
-                .map_err(|e| self.failure(&e, file))?;
+                .map_err(|e| self.failure(&e, file, Step::Later))?;
             if meta.size != file.bytes {
                 return Err(UploadError::Incomplete {
                     name: file.name.clone(),
@@ -74,7 +74,7 @@ impl Transfer<'_> {
         self.store
             .put(&file.key, PutPayload::from(content))
             .await
-            .map_err(|e| self.failure(&e, file))?;
+            .map_err(|e| self.failure(&e, file, Step::Create))?;
         Ok(())
     }
 
@@ -94,7 +94,7 @@ impl Transfer<'_> {
             .store
             .put_multipart(&file.key)
             .await
-            .map_err(|e| self.failure(&e, file))?;
+            .map_err(|e| self.failure(&e, file, Step::Create))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut offset = 0;
         while offset < file.bytes {
@@ -119,7 +119,10 @@ impl Transfer<'_> {
         if let Err(e) = writer.wait_for_capacity(0).await {
             return Err(self.abort(writer, &e, file).await);
         }
-        writer.finish().await.map_err(|e| self.failure(&e, file))?;
+        writer
+            .finish()
+            .await
+            .map_err(|e| self.failure(&e, file, Step::Later))?;
         let seconds = started.elapsed().as_secs_f64();
         progress(&format!(
             "uploaded {} in {} ({}/s)",
@@ -138,14 +141,20 @@ impl Transfer<'_> {
         error: &object_store::Error,
         file: &PlannedFile,
     ) -> UploadError {
-        let reported = self.failure(error, file);
+        let reported = self.failure(error, file, Step::Later);
         // The store may be gone: do not let the cleanup eat the upload's deadline.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), writer.abort()).await;
         reported
     }
 
-    fn failure(&self, error: &object_store::Error, file: &PlannedFile) -> UploadError {
-        classify::failure(error, self.destination, file, &self.attempts.snapshot())
+    fn failure(&self, error: &object_store::Error, file: &PlannedFile, step: Step) -> UploadError {
+        classify::failure(
+            error,
+            self.destination,
+            file,
+            &self.attempts.snapshot(),
+            step,
+        )
     }
 }
 
