@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PROCSHOT := target/release/procshot
 
-.PHONY: help build demo test test-node test-deps lint bench crds e2e clean
+.PHONY: help build plugin demo test test-node test-deps lint bench crds e2e clean
 
 help:
 	@echo "make demo   build, capture a bundled leaking process (3 samples) and print its findings"
@@ -11,12 +11,25 @@ help:
 	@echo "make test-node  only the node test bed: capture pods run by containerd through a kubelet stand-in (needs root)"
 	@echo "make bench  procshot side by side with lsof, ls and a C floor (20,000 fds), with the AWS CLI (1 GiB upload to Garage), with curl (100,000 goroutines), with gdb and eu-stack (stacks of 10-1,000 threads), and with gcore (core dumps of 256 MiB and 1 GiB)"
 	@echo "make build  build the release binary ($(PROCSHOT))"
+	@echo "make plugin build the kubectl plugin ($(PLUGIN)) and its krew archive ($(PLUGIN_ARCHIVE))"
 	@echo "make crds   regenerate crds/debugsession.yaml from the operator's types"
 	@echo "make image  build the agent, operator and e2e fixture images (needs Docker)"
 	@echo "make e2e    run the whole flow on a kind cluster (needs Docker and kind)"
 
 build:
 	$(CARGO) build --release --locked -p procshot
+
+# The kubectl plugin: kubectl runs any `kubectl-procshot` on PATH as `kubectl procshot`.
+PLUGIN := target/release/kubectl-procshot
+PLUGIN_PLATFORM := $(shell uname -s | tr A-Z a-z)-$(shell uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/')
+PLUGIN_ARCHIVE := target/plugin/kubectl-procshot-$(PLUGIN_PLATFORM).tar.gz
+
+plugin:
+	$(CARGO) build --release --locked -p kubectl-procshot
+	mkdir -p target/plugin
+	tar -czf $(PLUGIN_ARCHIVE) -C target/release kubectl-procshot
+	@sha256sum $(PLUGIN_ARCHIVE)
+	@echo "put $(PLUGIN) on PATH (kubectl procshot --help), or: kubectl krew install --manifest=operator/kubectl-procshot/krew/procshot.yaml --archive=$(PLUGIN_ARCHIVE)"
 
 demo: build
 	scripts/demo.sh

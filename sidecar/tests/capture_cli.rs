@@ -423,3 +423,51 @@ fn a_deadline_shorter_than_the_sampling_ends_the_capture_partial() {
     );
     assert_eq!(manifest["samplesTaken"].as_u64(), Some(2));
 }
+
+#[test]
+fn cat_writes_each_file_of_a_capture_byte_for_byte_and_nothing_outside_it() {
+    support::require_root();
+    let fixture = Fixture::start(&["steady"]);
+    let (_out, dir) = support::capture_ok(fixture.pid(), &["--samples", "1"]);
+    drop(fixture);
+    // What `kubectl procshot download` runs in a capture pod: the manifest, then each file.
+    let manifest = support::read_json(&dir, "manifest.json");
+    let names = std::iter::once("manifest.json").chain(
+        manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap()),
+    );
+    for name in names {
+        let output = support::procshot()
+            .arg("cat")
+            .arg(&dir)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{name}: {output:?}");
+        assert_eq!(
+            output.stdout,
+            std::fs::read(dir.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    for (name, code, message) in [
+        (
+            "../capture/manifest.json",
+            2,
+            "is not a file name of the capture directory",
+        ),
+        ("core.zst", 8, "No such file"),
+    ] {
+        let output = support::procshot()
+            .arg("cat")
+            .arg(&dir)
+            .arg(name)
+            .output()
+            .unwrap();
+        assert_fails(&output, code, message);
+        assert!(output.stdout.is_empty(), "{name}");
+    }
+}

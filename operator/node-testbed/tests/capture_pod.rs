@@ -6,8 +6,8 @@
 
 mod support;
 
-use procshot_operator::api::Phase;
 use procshot_api::{Outcome, TerminationSummary};
+use procshot_operator::api::Phase;
 use support::*;
 
 /// CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE, the capabilities the default captures need.

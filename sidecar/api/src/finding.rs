@@ -29,6 +29,18 @@ impl Severity {
     }
 }
 
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    /// `info`, `warning` or `critical`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Self::Info, Self::Warning, Self::Critical]
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| format!("unknown severity {text:?}: info, warning or critical"))
+    }
+}
+
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -150,6 +162,7 @@ mod tests {
                 serde_json::to_string(&severity).unwrap(),
                 format!("\"{severity}\"")
             );
+            assert_eq!(severity.name().parse(), Ok(severity));
         }
     }
 
