@@ -189,7 +189,7 @@ fn gdb_shows_the_live_backtraces_and_data_from_a_c_core() {
         .find(|f| f["name"] == "core.zst")
         .expect("core.zst is listed")
         .clone();
-    let (bytes, sha256) = procshot::artifacts::file_sha256(&dir.join("core.zst")).unwrap();
+    let (bytes, sha256) = procshot::files::file_sha256(&dir.join("core.zst")).unwrap();
     assert_eq!(listed["bytes"], bytes);
     assert_eq!(listed["sha256"], sha256);
     assert_eq!(record["bytesCompressed"], bytes);
@@ -317,7 +317,7 @@ fn coredump_filter_leaves_out_shared_memory_when_its_bit_is_off() {
 /// copying its memory).
 fn wait_until_stopped(pid: i32) {
     support::wait_for("the target to be stopped", Duration::from_secs(30), || {
-        let stopped = procshot::ptrace::threads_in_tracing_stop(Path::new("/proc"), pid);
+        let stopped = procshot::process::ptrace::threads_in_tracing_stop(Path::new("/proc"), pid);
         stopped.len() == 5
     });
 }
@@ -512,7 +512,7 @@ fn procshot_killed_mid_dump_leaves_the_target_running() {
     procshot.kill().unwrap();
     procshot.wait().unwrap();
     support::wait_for("every thread to run again", Duration::from_secs(5), || {
-        procshot::ptrace::threads_in_tracing_stop(Path::new("/proc"), pid).is_empty()
+        procshot::process::ptrace::threads_in_tracing_stop(Path::new("/proc"), pid).is_empty()
     });
     fixture.assert_untouched();
     // The heartbeat beats again at its 1 ms pace.

@@ -16,7 +16,8 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use procshot::artifacts::{FileEntry, Manifest};
+use procshot::directory::Manifest;
+use procshot::files::FileEntry;
 use serde_json::Value;
 use support::Fixture;
 

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use super::{Chart, Document, Section, Table};
+use super::{CaptureInfo, Chart, Document, Section, Table};
 use crate::analysis::{SampleCounts, Summary};
-use crate::artifacts::Manifest;
-use crate::fds::FdSample;
-use crate::goroutines::{self, GoroutineSample};
-use crate::memory::MemorySample;
-use crate::samples::CaptureData;
-use crate::stacks::{StacksCapture, output};
-use crate::threads::ThreadSample;
+use crate::captures::Series;
+use crate::captures::fds::FdSample;
+use crate::captures::goroutines::{self, GoroutineSample};
+use crate::captures::memory::{self, MemorySample};
+use crate::captures::stacks::{StacksCapture, output};
+use crate::captures::threads::ThreadSample;
+use crate::series::CaptureData;
 use crate::units;
 
 /// Rows in the longest tables (threads, peers, mappings).
@@ -18,9 +18,9 @@ const TOP_ROWS: usize = 20;
 /// Series in one chart of fd groups.
 const MAX_CHART_SERIES: usize = 6;
 
-pub(super) fn document(manifest: &Manifest, summary: &Summary, data: &CaptureData) -> Document {
-    let target = &manifest.target;
-    let mut sections = vec![target_section(manifest)];
+pub(super) fn document(info: &CaptureInfo<'_>, summary: &Summary, data: &CaptureData) -> Document {
+    let target = info.target;
+    let mut sections = vec![target_section(info)];
     if summary.samples.len() >= 2 {
         sections.push(trends_section(summary));
     }
@@ -47,10 +47,10 @@ pub(super) fn document(manifest: &Manifest, summary: &Summary, data: &CaptureDat
         title: format!("procshot: pid {} ({})", target.pid, target.name),
         subtitle: format!(
             "{} of {} sample(s), {} apart, taken {}",
-            manifest.samples_taken,
-            manifest.samples_requested,
-            units::seconds(manifest.interval_seconds),
-            manifest.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            info.samples_taken,
+            info.samples_requested,
+            units::seconds(info.interval_seconds),
+            info.started_at.format("%Y-%m-%d %H:%M:%S UTC")
         ),
         partial: summary.partial.clone(),
         findings: summary.findings.clone(),
@@ -69,8 +69,8 @@ fn opt_bytes(value: Option<u64>) -> String {
     value.map_or_else(|| "–".to_string(), units::bytes)
 }
 
-fn target_section(manifest: &Manifest) -> Section {
-    let t = &manifest.target;
+fn target_section(info: &CaptureInfo<'_>) -> Section {
+    let t = info.target;
     let mut rows = vec![
         vec!["pid".into(), t.pid.to_string()],
         vec!["name".into(), t.name.clone()],
@@ -98,7 +98,7 @@ fn target_section(manifest: &Manifest) -> Section {
         ]);
     }
     rows.extend(t.cgroups.iter().map(|c| vec!["cgroup".into(), c.clone()]));
-    if let Some(go) = &manifest.go_build_info {
+    if let Some(go) = info.go_build_info {
         rows.push(vec!["Go".into(), go.go_version.clone()]);
         if let Some(main) = &go.main {
             rows.push(vec![
@@ -114,10 +114,7 @@ fn target_section(manifest: &Manifest) -> Section {
             format!("{} (all in manifest.json)", go.deps.len()),
         ]);
     }
-    rows.push(vec![
-        "captured by".into(),
-        format!("{} {}", manifest.tool.name, manifest.tool.version),
-    ]);
+    rows.push(vec!["captured by".into(), info.captured_by.clone()]);
     Section {
         title: "Target".into(),
         table: table(&["", ""], rows),
@@ -352,7 +349,7 @@ fn peers_section(sample: &FdSample) -> Option<Section> {
     })
 }
 
-fn goroutines_section(series: &crate::samples::Series<GoroutineSample>) -> Section {
+fn goroutines_section(series: &Series<GoroutineSample>) -> Section {
     let trends = goroutines::trends(series);
     let total = series.samples.last().map_or(0, |s| s.data.total);
     let rows = trends
@@ -527,7 +524,7 @@ fn memory_sections(sample: &MemorySample) -> Vec<Section> {
         });
     }
     let cgroup = match &sample.cgroup {
-        crate::memory::Readable::Read(c) => Section {
+        memory::Readable::Read(c) => Section {
             title: "Cgroup memory".into(),
             table: table(
                 &["", ""],
@@ -554,7 +551,7 @@ fn memory_sections(sample: &MemorySample) -> Vec<Section> {
             ),
             ..Section::default()
         },
-        crate::memory::Readable::Unavailable { unavailable } => Section {
+        memory::Readable::Unavailable { unavailable } => Section {
             title: "Cgroup memory".into(),
             note: Some(format!("Not available: {unavailable}")),
             ..Section::default()
