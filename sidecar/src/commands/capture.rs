@@ -175,7 +175,7 @@ pub fn run(
     let deadline = Deadline::start(options.deadline);
     let started_at = Utc::now();
     let go_build_info = go_build_info(&target, progress);
-    let Readers { mut sampled, once } = readers(options, &identity);
+    let Readers { mut sampled, once } = readers(options, identity.exe.as_deref());
 
     let sampling = take_samples(&target, options, &deadline, &mut sampled, progress)?;
     let mut files = directory::create_output_dir(&options.out)?;
@@ -267,14 +267,15 @@ fn go_build_info(target: &Target, progress: &mut dyn FnMut(&str)) -> Option<GoBu
     Some(info)
 }
 
-/// The readers of the requested kinds, in the order of the kinds.
+/// The readers of the requested kinds, in the order of the kinds. `exe` is the target's
+/// executable, as the manifest records it.
 #[derive(Default)]
 struct Readers {
     sampled: Vec<Box<dyn SampledRun>>,
     once: Vec<Box<dyn OneShotRun>>,
 }
 
-fn readers(options: &CaptureOptions, identity: &TargetIdentity) -> Readers {
+fn readers(options: &CaptureOptions, exe: Option<&str>) -> Readers {
     let mut readers = Readers::default();
     let pid = options.pid;
     for kind in CaptureKind::ALL
@@ -306,7 +307,7 @@ fn readers(options: &CaptureOptions, identity: &TargetIdentity) -> Readers {
             }))),
             CaptureKind::Core => readers.once.push(Box::new(OneShot(CoreReader {
                 options: options.core.clone(),
-                exe: identity.exe.clone(),
+                exe: exe.map(str::to_string),
             }))),
         }
     }
@@ -415,6 +416,30 @@ mod tests {
             CaptureOptions::default_deadline(1, Duration::from_secs(10)),
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn every_kind_is_read_when_its_shared_schedule_says() {
+        let options = CaptureOptions {
+            pid: 1,
+            out: "capture".into(),
+            samples: 3,
+            interval: Duration::from_secs(1),
+            captures: CaptureKind::ALL.into_iter().rev().collect(),
+            deadline: Duration::from_secs(60),
+            proc_root: "/proc".into(),
+            cgroup_root: None,
+            go_pprof: None,
+            stacks: StacksOptions::default(),
+            core: CoreOptions::default(),
+        };
+        let readers = readers(&options, None);
+        let sampled: Vec<CaptureKind> = readers.sampled.iter().map(|r| r.kind()).collect();
+        let once: Vec<CaptureKind> = readers.once.iter().map(|r| r.kind()).collect();
+        let (every_sample, after): (Vec<CaptureKind>, Vec<CaptureKind>) =
+            CaptureKind::ALL.into_iter().partition(|k| k.is_sampled());
+        assert_eq!(sampled, every_sample);
+        assert_eq!(once, after);
     }
 
     #[test]
