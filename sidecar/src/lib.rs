@@ -20,7 +20,7 @@
 //! 7. [`directory`]: the capture directory (its manifest, writing it, reading it back);
 //! 8. [`commands`]: capture, report, locate, upload, postmortem.
 //!
-//! `scripts/module-graph.sh` checks the order (no import from a later layer, no cycle).
+//! `tests/layers.rs` checks the order (no import from a later layer, no cycle).
 
 pub mod error;
 pub mod files;
