@@ -89,8 +89,7 @@ fn use_tree(text: &str, base: &[String], out: &mut Vec<Vec<String>>) -> usize {
                     return i + 1;
                 }
                 i += use_tree(&text[i..], &path, out);
-                while i < bytes.len() && (bytes[i] == b',' || (bytes[i] as char).is_whitespace())
-                {
+                while i < bytes.len() && (bytes[i] == b',' || (bytes[i] as char).is_whitespace()) {
                     i += 1;
                 }
             }
@@ -247,11 +246,26 @@ fn the_check_sees_the_imports_it_is_about() {
     let edges = graph();
     // Known edges of each kind of path: a plain import, a brace group, an inline path.
     assert!(edges["series"].contains("captures::fds"), "{edges:?}");
-    assert!(edges["captures::fds"].contains("captures::contract"), "{edges:?}");
-    assert!(edges["commands::capture"].contains("directory"), "{edges:?}");
-    assert!(edges["captures::coredump"].contains("captures::memory"), "{edges:?}");
-    assert!(edges["captures"].contains("captures::contract"), "{edges:?}");
-    assert!(!edges["commands::capture"].contains("commands"), "{edges:?}");
+    assert!(
+        edges["captures::fds"].contains("captures::contract"),
+        "{edges:?}"
+    );
+    assert!(
+        edges["commands::capture"].contains("directory"),
+        "{edges:?}"
+    );
+    assert!(
+        edges["captures::coredump"].contains("captures::memory"),
+        "{edges:?}"
+    );
+    assert!(
+        edges["captures"].contains("captures::contract"),
+        "{edges:?}"
+    );
+    assert!(
+        !edges["commands::capture"].contains("commands"),
+        "{edges:?}"
+    );
     let mut paths = Vec::new();
     use_tree("a::{b, c::{d, e}}, x", &[], &mut paths);
     assert_eq!(

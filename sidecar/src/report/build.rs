@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{CaptureInfo, Chart, Document, Section, Table};
-use crate::analysis::{SampleCounts, Summary};
+use crate::analysis::{Growth, SampleCounts, Summary};
 use crate::captures::Series;
 use crate::captures::fds::FdSample;
 use crate::captures::goroutines::{self, GoroutineSample};
@@ -123,6 +123,30 @@ fn target_section(info: &CaptureInfo<'_>) -> Section {
 }
 
 fn trends_section(summary: &Summary) -> Section {
+    let rows: Vec<Vec<String>> = summary
+        .growth
+        .iter()
+        .filter(|g| g.delta != 0)
+        .map(growth_row)
+        .collect();
+    Section {
+        title: "Trends".into(),
+        note: rows
+            .is_empty()
+            .then(|| "Nothing changed between the samples.".to_string()),
+        charts: trend_charts(summary),
+        table: (!rows.is_empty()).then(|| Table {
+            headers: ["metric", "per sample", "change", "rate"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        }),
+    }
+}
+
+/// A chart of every trend the samples have: fds (and the fd groups that changed),
+/// threads, RSS, the cgroup's working set.
+fn trend_charts(summary: &Summary) -> Vec<Chart> {
     let x: Vec<f64> = summary.samples.iter().map(|s| s.offset_seconds).collect();
     let values = |f: &dyn Fn(&SampleCounts) -> Option<u64>| -> Option<Vec<f64>> {
         summary
@@ -131,130 +155,102 @@ fn trends_section(summary: &Summary) -> Section {
             .map(|s| f(s).map(|v| v as f64))
             .collect()
     };
+    let last = summary.samples.last();
+    let chart = |title: &str, name: &str, values: Vec<f64>, bytes: bool| Chart {
+        title: title.into(),
+        x: x.clone(),
+        series: vec![(name.into(), values)],
+        bytes,
+        limit: None,
+    };
     let mut charts = Vec::new();
     if let Some(total) = values(&|s| s.fds.as_ref().map(|f| f.total)) {
-        let limit = summary
-            .samples
-            .last()
-            .and_then(|s| s.fds.as_ref()?.soft_limit);
+        let limit = last.and_then(|s| s.fds.as_ref()?.soft_limit);
         let peak = total.iter().cloned().fold(0.0, f64::max);
         charts.push(Chart {
-            title: "Open fds".into(),
-            x: x.clone(),
-            series: vec![("fds".into(), total)],
-            bytes: false,
             // Only draw the limit when it is close enough to matter on the same scale.
             limit: limit
                 .map(|l| l as f64)
                 .filter(|l| peak >= l * 0.5)
                 .map(|l| ("soft limit".into(), l)),
+            ..chart("Open fds", "fds", total, false)
         });
-        let mut changed: Vec<_> = summary
-            .growth
-            .iter()
-            .filter_map(|g| Some((g.metric.strip_prefix("fds: ")?, g)))
-            .filter(|(_, g)| g.delta != 0)
-            .collect();
-        changed.truncate(MAX_CHART_SERIES);
-        if !changed.is_empty() {
-            charts.push(Chart {
-                title: "Fds by kind (changed groups)".into(),
-                x: x.clone(),
-                series: changed
-                    .iter()
-                    .map(|(group, g)| {
-                        (
-                            group.to_string(),
-                            g.values.iter().map(|v| *v as f64).collect(),
-                        )
-                    })
-                    .collect(),
-                bytes: false,
-                limit: None,
-            });
-        }
+        charts.extend(fd_groups_chart(summary, &x));
     }
     if let Some(threads) = values(&|s| s.threads.as_ref().map(|t| t.total)) {
-        charts.push(Chart {
-            title: "Threads".into(),
-            x: x.clone(),
-            series: vec![("threads".into(), threads)],
-            bytes: false,
-            limit: None,
-        });
+        charts.push(chart("Threads", "threads", threads, false));
     }
     if let Some(rss) = values(&|s| s.memory.as_ref()?.rss_bytes) {
-        charts.push(Chart {
-            title: "Resident memory (RSS)".into(),
-            x: x.clone(),
-            series: vec![("RSS".into(), rss)],
-            bytes: true,
-            limit: None,
-        });
+        charts.push(chart("Resident memory (RSS)", "RSS", rss, true));
     }
     if let Some(working_set) = values(&|s| s.memory.as_ref()?.cgroup_working_set_bytes) {
-        let limit = summary
-            .samples
-            .last()
-            .and_then(|s| s.memory.as_ref()?.cgroup_limit_bytes);
+        let limit = last.and_then(|s| s.memory.as_ref()?.cgroup_limit_bytes);
         charts.push(Chart {
-            title: "Cgroup working set".into(),
-            x,
-            series: vec![("working set".into(), working_set)],
-            bytes: true,
             limit: limit.map(|l| ("limit".into(), l as f64)),
+            ..chart("Cgroup working set", "working set", working_set, true)
         });
     }
-    let rows = summary
+    charts
+}
+
+/// The fd groups that changed between the samples, at most [`MAX_CHART_SERIES`].
+fn fd_groups_chart(summary: &Summary, x: &[f64]) -> Option<Chart> {
+    let mut changed: Vec<_> = summary
         .growth
         .iter()
-        .filter(|g| g.delta != 0)
-        .map(|g| {
-            let bytes = g.metric.ends_with("Bytes");
-            let fmt = |v: u64| {
-                if bytes {
-                    units::bytes(v)
-                } else {
-                    units::count(v)
-                }
-            };
-            vec![
-                g.metric.clone(),
-                g.values
-                    .iter()
-                    .map(|v| fmt(*v))
-                    .collect::<Vec<_>>()
-                    .join(" → "),
-                if bytes {
-                    format!(
-                        "{}{}",
-                        if g.delta < 0 { "-" } else { "+" },
-                        units::bytes(g.delta.unsigned_abs())
-                    )
-                } else {
-                    format!("{:+}", g.delta)
-                },
-                if bytes {
-                    format!("{}/s", units::bytes(g.per_second.abs() as u64))
-                } else {
-                    units::rate(g.per_second)
-                },
-            ]
-        })
-        .collect::<Vec<_>>();
-    Section {
-        title: "Trends".into(),
-        note: rows
-            .is_empty()
-            .then(|| "Nothing changed between the samples.".to_string()),
-        charts,
-        table: (!rows.is_empty()).then(|| Table {
-            headers: ["metric", "per sample", "change", "rate"]
-                .map(String::from)
-                .to_vec(),
-            rows,
-        }),
-    }
+        .filter_map(|g| Some((g.metric.strip_prefix("fds: ")?, g)))
+        .filter(|(_, g)| g.delta != 0)
+        .collect();
+    changed.truncate(MAX_CHART_SERIES);
+    (!changed.is_empty()).then(|| Chart {
+        title: "Fds by kind (changed groups)".into(),
+        x: x.to_vec(),
+        series: changed
+            .iter()
+            .map(|(group, g)| {
+                (
+                    group.to_string(),
+                    g.values.iter().map(|v| *v as f64).collect(),
+                )
+            })
+            .collect(),
+        bytes: false,
+        limit: None,
+    })
+}
+
+/// One row of the trends table: the metric, its values, its change and its rate.
+fn growth_row(g: &Growth) -> Vec<String> {
+    let bytes = g.metric.ends_with("Bytes");
+    let fmt = |v: u64| {
+        if bytes {
+            units::bytes(v)
+        } else {
+            units::count(v)
+        }
+    };
+    vec![
+        g.metric.clone(),
+        g.values
+            .iter()
+            .map(|v| fmt(*v))
+            .collect::<Vec<_>>()
+            .join(" → "),
+        if bytes {
+            format!(
+                "{}{}",
+                if g.delta < 0 { "-" } else { "+" },
+                units::bytes(g.delta.unsigned_abs())
+            )
+        } else {
+            format!("{:+}", g.delta)
+        },
+        if bytes {
+            format!("{}/s", units::bytes(g.per_second.abs() as u64))
+        } else {
+            units::rate(g.per_second)
+        },
+    ]
 }
 
 fn samples_section(summary: &Summary) -> Section {
