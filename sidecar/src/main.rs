@@ -1,22 +1,29 @@
-//! `procshot`: the command-line interface over the capture engine.
+//! `procshot`: the command-line interface over the capture engine's commands. The
+//! arguments of `capture` and `locate` are the shared ones (`procshot-api`), which the
+//! operator renders into capture pods; what they carry as text is checked here, right
+//! after parsing, as a usage error.
 
+use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, Subcommand};
-use procshot_api::Artifact;
+use procshot_api::{Artifact, CaptureArgs, LocateArgs};
 
 use procshot::analysis::{Finding, Summary};
-use procshot::capture::{self, CaptureKind, CaptureOptions};
+use procshot::captures::CaptureKind;
+use procshot::captures::coredump::CoreOptions;
+use procshot::captures::goroutines::PprofOptions;
+use procshot::captures::stacks::StacksOptions;
+use procshot::commands::capture::{self, CaptureOptions, CaptureOutcome};
+use procshot::commands::locate::ids::{ContainerId, PodUid};
+use procshot::commands::locate::{self, LocateOptions};
+use procshot::commands::upload::hold::{self, HoldEnd};
+use procshot::commands::upload::{self, Destination, Session, UploadOptions};
+use procshot::commands::{report, termination};
 use procshot::error::{UploadError, exit_code};
-use procshot::goroutines::{PprofAddress, PprofOptions};
-use procshot::locate::ids::{ContainerId, PodUid};
-use procshot::locate::{self, LocateOptions};
-use procshot::stacks::StacksOptions;
-use procshot::upload::hold::{self, HoldEnd};
-use procshot::upload::{self, Destination, Session, UploadOptions};
-use procshot::{report, termination, units};
+use procshot::units;
 
 /// Capture the evidence of a sick process (open fds, threads, memory) before it is restarted.
 #[derive(Debug, Parser)]
@@ -71,7 +78,7 @@ struct PostmortemArgs {
     #[arg(long, value_name = "REASON")]
     reason: Option<String>,
     /// The signal that killed it (lastState.terminated.signal): 9, KILL or SIGKILL.
-    #[arg(long, value_name = "SIGNAL", value_parser = procshot::postmortem::exit::parse_signal)]
+    #[arg(long, value_name = "SIGNAL", value_parser = procshot::commands::postmortem::exit::parse_signal)]
     signal: Option<i32>,
     /// When it ended (lastState.terminated.finishedAt, RFC 3339).
     #[arg(long, value_name = "TIME")]
@@ -97,103 +104,6 @@ struct PostmortemArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct CaptureArgs {
-    /// The process to capture.
-    #[arg(
-        long,
-        required_unless_present = "target_file",
-        conflicts_with = "target_file"
-    )]
-    pid: Option<i32>,
-    /// Capture the main process named by a target.json written by `procshot locate`.
-    #[arg(long, value_name = "FILE")]
-    target_file: Option<PathBuf>,
-    /// Also write a compact summary (at most 4 KiB of JSON) for a Kubernetes termination
-    /// message, for example /dev/termination-log; written on failure too.
-    #[arg(long, value_name = "FILE")]
-    termination_summary: Option<PathBuf>,
-    /// Where to write the capture (must not exist or be empty).
-    /// Default: ./procshot-PID-TIMESTAMP.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// How many samples to take; trends need at least 2.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    samples: u32,
-    /// Time between the starts of two samples (`500ms`, `2s`, `1m`).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    interval: Duration,
-    /// What to capture, comma-separated, from fds, threads, memory, goroutines, stacks,
-    /// core. fds, threads, memory and goroutines are sampled (goroutines needs --go-pprof,
-    /// which adds it by itself); stacks (the native stack of every thread, which stops each
-    /// thread for a moment, one at a time) is taken once, after the last sample; core (an
-    /// ELF core dump of the whole process, with every secret it holds) last of all, and is
-    /// never in the default.
-    #[arg(
-        long = "capture",
-        default_value = "fds,threads,memory",
-        value_delimiter = ','
-    )]
-    captures: Vec<CaptureKind>,
-    /// Give up after this long: samples not taken by then are skipped and the capture is
-    /// marked partial. Default: the sampling time plus one minute.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    timeout: Option<Duration>,
-    /// Where procfs is mounted (a node's /proc mounted elsewhere, for example).
-    #[arg(long, default_value = "/proc")]
-    proc_root: PathBuf,
-    /// The Go program's net/http/pprof address: PORT (127.0.0.1:PORT) or HOST:PORT, as
-    /// seen from inside the target's network namespace (procshot connects from there).
-    /// Adds the goroutines capture: the goroutine dump every sample, the heap profile once.
-    #[arg(long, value_name = "ADDR")]
-    go_pprof: Option<PprofAddress>,
-    /// Give up one pprof request after this long (never beyond --timeout).
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, requires = "go_pprof")]
-    go_pprof_timeout: Duration,
-    /// Refuse pprof answers larger than this (`64MiB`, `1GiB`, bytes).
-    #[arg(long, default_value = "256MiB", value_parser = units::parse_size, requires = "go_pprof")]
-    go_pprof_max_bytes: u64,
-    /// stacks: how long to wait for one thread to stop (`10ms`, `500us`, at most 1s); a
-    /// thread that has not stopped by then (uninterruptible sleep) is left running and
-    /// recorded without a stack. Once stopped, a thread is held only to copy its registers
-    /// and at most 256 KiB of its stack, then released, before the next one is stopped.
-    #[arg(long, default_value = "10ms", value_parser = parse_max_stop)]
-    stack_max_stop: Duration,
-    /// Where cgroup filesystems are mounted, when they are not where /proc/self/mountinfo says.
-    #[arg(long)]
-    cgroup_root: Option<PathBuf>,
-    /// Upload the capture directory there once it is written: s3://BUCKET/PREFIX, gs://…,
-    /// az://… or file:///DIR. Credentials come from the environment (AWS_*, GOOGLE_*,
-    /// AZURE_*), never from the command line.
-    #[arg(long, value_name = "URL")]
-    upload: Option<Destination>,
-    /// File the upload under NAMESPACE/NAME. Default: local/<capture directory's name>.
-    #[arg(long, value_name = "NAMESPACE/NAME", requires = "upload")]
-    session: Option<Session>,
-    /// Give up the upload after this long. Default: 5m.
-    #[arg(long, value_parser = humantime::parse_duration, requires = "upload")]
-    upload_timeout: Option<Duration>,
-    /// When the upload fails, keep running until SIGTERM/SIGINT or until --timeout has
-    /// passed since the start, so that the files can be copied out (kubectl cp); then
-    /// exit with the upload's failure.
-    #[arg(long, requires = "upload")]
-    hold_on_upload_failure: bool,
-    /// Core dump: the longest the target may stay stopped (stopping it, reading registers,
-    /// copying its memory). A copy that takes longer ends the core there, marked partial.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    core_max_pause: Duration,
-    /// Core dump: refuse when the core would hold more memory than this (bytes, or with a
-    /// K, M, G, T suffix in powers of 1024: 4G).
-    #[arg(long, value_name = "BYTES", value_parser = units::parse_size)]
-    core_max_bytes: Option<u64>,
-    /// Core dump: zstd compression level, 1 (fastest) to 19.
-    #[arg(long, default_value_t = procshot::core::DEFAULT_ZSTD_LEVEL, value_parser = clap::value_parser!(i32).range(1..=19))]
-    core_zstd_level: i32,
-    /// Core dump: threads that copy and compress. Default: the CPUs procshot may use.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
-    core_threads: Option<u32>,
-}
-
-#[derive(Debug, clap::Args)]
 struct UploadArgs {
     /// The capture directory.
     #[arg(long, value_name = "DIR")]
@@ -216,27 +126,6 @@ struct UploadArgs {
     termination_summary: Option<PathBuf>,
 }
 
-#[derive(Debug, clap::Args)]
-struct LocateArgs {
-    /// The pod's UID (metadata.uid; for a static pod, its kubernetes.io/config.hash
-    /// annotation).
-    #[arg(long, value_name = "UID")]
-    pod_uid: PodUid,
-    /// The container's ID as the pod status shows it: containerd://, cri-o:// or docker://
-    /// and 64 hex digits.
-    #[arg(long, value_name = "RUNTIME://ID")]
-    container_id: ContainerId,
-    /// Where to write the result (JSON; replaced if it exists).
-    #[arg(long, value_name = "FILE")]
-    out: PathBuf,
-    /// Where procfs is mounted (the node's /proc: the pod needs hostPID: true).
-    #[arg(long, default_value = "/proc")]
-    proc_root: PathBuf,
-    /// Keep scanning this long while the container is not found (it may be starting).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -250,7 +139,7 @@ fn main() -> ExitCode {
 }
 
 fn run_postmortem(args: PostmortemArgs) -> ExitCode {
-    use procshot::postmortem::{self, ContainerExit, LastMemorySample, OomKills};
+    use procshot::commands::postmortem::{self, ContainerExit, LastMemorySample, OomKills};
     let options = postmortem::PostmortemOptions {
         exit: ContainerExit {
             exit_code: args.exit_code,
@@ -292,26 +181,112 @@ fn run_postmortem(args: PostmortemArgs) -> ExitCode {
 }
 
 fn run_capture(args: CaptureArgs) -> ExitCode {
+    let upload = checked_upload(&args);
+    let captures = checked_captures(&args);
     let termination = args.termination_summary.clone();
-    let report_failure = |message: String, pid: Option<i32>, code: u8| {
-        eprintln!("procshot: error: {message}");
-        if let Some(path) = &termination
-            && let Err(e) = termination::write(path, &termination::failed(message, pid))
+    let pid = match target_pid(&args) {
+        Ok(pid) => pid,
+        Err(failure) => return failure.report(termination.as_deref()),
+    };
+    let options = capture_options(args, pid, captures);
+    let started = Instant::now();
+    let outcome = match capture::run(&options, &mut progress) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let failure = Failure {
+                message: e.to_string(),
+                pid: Some(pid),
+                code: e.exit_code(),
+            };
+            return failure.report(termination.as_deref());
+        }
+    };
+    print_summary(&outcome.summary, &outcome.dir);
+    let uploaded = upload.as_ref().map(|upload| upload.run(&outcome.dir));
+    if let Some(path) = &termination {
+        let mut summary = termination::from_summary(&outcome.summary, pid);
+        if let Some(uploaded) = &uploaded {
+            summary = termination::with_upload(summary, uploaded);
+        }
+        if let Err(e) = termination::write(path, &summary) {
+            eprintln!("procshot: error: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    }
+    capture_exit(
+        &outcome,
+        uploaded.as_ref(),
+        upload.as_ref(),
+        started + options.deadline,
+    )
+}
+
+/// A capture that failed before writing anything: what the CLI and the termination
+/// summary say of it.
+struct Failure {
+    message: String,
+    pid: Option<i32>,
+    code: u8,
+}
+
+impl Failure {
+    /// Prints the failure, writes it as the termination summary (at `termination`), and
+    /// returns its exit code.
+    fn report(self, termination: Option<&Path>) -> ExitCode {
+        eprintln!("procshot: error: {}", self.message);
+        if let Some(path) = termination
+            && let Err(e) = termination::write(path, &termination::failed(self.message, self.pid))
         {
             eprintln!("procshot: error: {e}");
         }
-        ExitCode::from(code)
-    };
-    let pid = match (&args.target_file, args.pid) {
-        (Some(file), _) => match locate::read_target(file) {
-            Ok(target) => target.main_pid,
-            Err(e) => return report_failure(e.to_string(), None, e.exit_code()),
-        },
-        (None, Some(pid)) => pid,
-        (None, None) => unreachable!("clap requires --pid or --target-file"),
-    };
-    let samples = args.samples as usize;
-    let mut captures = args.captures;
+        ExitCode::from(self.code)
+    }
+}
+
+/// `--upload` and its flags, checked.
+struct CaptureUpload {
+    destination: Destination,
+    session: Option<Session>,
+    timeout: Duration,
+    hold_on_failure: bool,
+}
+
+impl CaptureUpload {
+    /// Uploads the capture in `dir` and prints what was uploaded.
+    fn run(&self, dir: &Path) -> Result<Vec<Artifact>, UploadError> {
+        let options = UploadOptions {
+            dir: dir.to_path_buf(),
+            destination: self.destination.clone(),
+            session: self.session.clone(),
+            timeout: self.timeout,
+        };
+        report_upload(upload::upload(&options, &mut progress))
+    }
+}
+
+/// The upload `--upload` asks for, parsed as `procshot upload` parses its `--to` and
+/// `--session`; a bad one is a usage error.
+fn checked_upload(args: &CaptureArgs) -> Option<CaptureUpload> {
+    let url = args.upload.as_ref()?;
+    let destination = url
+        .parse::<Destination>()
+        .unwrap_or_else(|e| usage_error("capture", "--upload <URL>", url, e));
+    let session = args.session.as_ref().map(|text| {
+        text.parse::<Session>()
+            .unwrap_or_else(|e| usage_error("capture", "--session <NAMESPACE/NAME>", text, e))
+    });
+    Some(CaptureUpload {
+        destination,
+        session,
+        timeout: args.upload_timeout.unwrap_or(upload::DEFAULT_TIMEOUT),
+        hold_on_failure: args.hold_on_upload_failure,
+    })
+}
+
+/// The kinds to capture, in their order, once each: `--go-pprof` adds goroutines, which
+/// cannot be asked for without it.
+fn checked_captures(args: &CaptureArgs) -> Vec<CaptureKind> {
+    let mut captures = args.captures.clone();
     if args.go_pprof.is_some() {
         captures.push(CaptureKind::Goroutines);
     } else if captures.contains(&CaptureKind::Goroutines) {
@@ -325,13 +300,34 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
     }
     captures.sort();
     captures.dedup();
+    captures
+}
+
+/// The pid to capture: `--pid`, or the main process of `--target-file`.
+fn target_pid(args: &CaptureArgs) -> Result<i32, Failure> {
+    match (&args.target_file, args.pid) {
+        (Some(file), _) => locate::read_target(file)
+            .map(|target| target.main_pid)
+            .map_err(|e| Failure {
+                message: e.to_string(),
+                pid: None,
+                code: e.exit_code(),
+            }),
+        (None, Some(pid)) => Ok(pid),
+        (None, None) => unreachable!("clap requires --pid or --target-file"),
+    }
+}
+
+/// What the engine is asked to capture.
+fn capture_options(args: CaptureArgs, pid: i32, captures: Vec<CaptureKind>) -> CaptureOptions {
+    let samples = args.samples as usize;
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from(format!(
             "procshot-{pid}-{}",
             chrono::Local::now().format("%Y%m%dT%H%M%S")
         ))
     });
-    let options = CaptureOptions {
+    CaptureOptions {
         pid,
         out,
         samples,
@@ -350,63 +346,52 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
         stacks: StacksOptions {
             max_stop: args.stack_max_stop,
         },
-        core: procshot::core::CoreOptions {
+        core: CoreOptions {
             max_pause: args.core_max_pause,
             max_bytes: args.core_max_bytes,
             zstd_level: args.core_zstd_level,
-            threads: args.core_threads.map_or_else(
-                || procshot::core::CoreOptions::default().threads,
-                |n| n as usize,
-            ),
+            threads: args
+                .core_threads
+                .map_or_else(|| CoreOptions::default().threads, |n| n as usize),
         },
-    };
-    let started = Instant::now();
-    let outcome = match capture::run(&options, &mut progress) {
-        Ok(outcome) => outcome,
-        Err(e) => return report_failure(e.to_string(), Some(pid), e.exit_code()),
-    };
-    print_summary(&outcome.summary, &outcome.dir);
-    let uploaded = args.upload.map(|destination| {
-        let options = UploadOptions {
-            dir: outcome.dir.clone(),
-            destination,
-            session: args.session,
-            timeout: args.upload_timeout.unwrap_or(upload::DEFAULT_TIMEOUT),
-        };
-        report_upload(upload::upload(&options, &mut progress))
-    });
-    if let Some(path) = &termination {
-        let mut summary = termination::from_summary(&outcome.summary, pid);
-        if let Some(uploaded) = &uploaded {
-            summary = termination::with_upload(summary, uploaded);
-        }
-        if let Err(e) = termination::write(path, &summary) {
-            eprintln!("procshot: error: {e}");
-            return ExitCode::from(e.exit_code());
-        }
-    }
-    if let Some(Err(_)) = uploaded {
-        if args.hold_on_upload_failure {
-            hold_until(started + options.deadline, &outcome.dir);
-        }
-        return ExitCode::from(exit_code::UPLOAD_FAILED);
-    }
-    if outcome.summary.partial.is_some() {
-        ExitCode::from(exit_code::PARTIAL)
-    } else {
-        ExitCode::SUCCESS
     }
 }
 
-/// `--stack-max-stop`: a duration from 1µs to 1s.
-fn parse_max_stop(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if duration.is_zero() || duration > Duration::from_secs(1) {
-        return Err(format!(
-            "{text} is not a sensible bound: give one from 1us to 1s (default 10ms)"
-        ));
+/// The exit code of a capture that wrote its directory: a failed upload first (after
+/// holding on, when asked, until `deadline`), then a partial capture.
+fn capture_exit(
+    outcome: &CaptureOutcome,
+    uploaded: Option<&Result<Vec<Artifact>, UploadError>>,
+    upload: Option<&CaptureUpload>,
+    deadline: Instant,
+) -> ExitCode {
+    if let Some(Err(_)) = uploaded {
+        if upload.is_some_and(|u| u.hold_on_failure) {
+            hold_until(deadline, &outcome.dir);
+        }
+        return ExitCode::from(exit_code::UPLOAD_FAILED);
     }
-    Ok(duration)
+    if outcome.partial.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit_code::PARTIAL)
+    }
+}
+
+/// Exits with a usage error (exit code 2) for the value of `flag` of `subcommand`, worded
+/// as clap words the values it parses itself.
+fn usage_error(subcommand: &str, flag: &str, value: &str, error: impl Display) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let command = cli
+        .find_subcommand_mut(subcommand)
+        .expect("procshot has this subcommand");
+    command
+        .error(
+            clap::error::ErrorKind::ValueValidation,
+            format!("invalid value '{value}' for '{flag}': {error}"),
+        )
+        .exit()
 }
 
 fn progress(line: &str) {
@@ -477,7 +462,7 @@ fn report_upload(
 }
 
 fn run_cat(dir: &Path, name: &str) -> ExitCode {
-    match procshot::cat::cat(dir, name, &mut std::io::stdout().lock()) {
+    match procshot::commands::cat::cat(dir, name, &mut std::io::stdout().lock()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("procshot: error: {e}");
@@ -501,8 +486,21 @@ fn run_report(dir: &Path) -> ExitCode {
 
 fn run_locate(args: LocateArgs) -> ExitCode {
     let options = LocateOptions {
-        pod_uid: args.pod_uid,
-        container_id: args.container_id,
+        pod_uid: args
+            .pod_uid
+            .parse::<PodUid>()
+            .unwrap_or_else(|e| usage_error("locate", "--pod-uid <UID>", &args.pod_uid, e)),
+        container_id: args
+            .container_id
+            .parse::<ContainerId>()
+            .unwrap_or_else(|e| {
+                usage_error(
+                    "locate",
+                    "--container-id <RUNTIME://ID>",
+                    &args.container_id,
+                    e,
+                )
+            }),
         proc_root: args.proc_root,
         timeout: args.timeout,
     };

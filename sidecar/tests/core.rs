@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::Fixture;
@@ -150,6 +150,48 @@ fn tid_named(pid: i32, name: &str) -> i32 {
         .unwrap_or_else(|| panic!("no thread {name}"))
 }
 
+/// A core is taken once, so a capture of nothing but the core takes no samples it does not
+/// need and waits through none of their intervals, whatever `--samples` and `--interval`
+/// say (procshot once took three empty samples 2 s apart before such a core).
+#[test]
+fn a_core_alone_takes_no_samples_and_waits_through_no_interval() {
+    support::require_root();
+    let mut fixture = Fixture::start(&["core", "1"]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    let started = Instant::now();
+    let output = support::capture(
+        fixture.pid(),
+        &dir,
+        &["--capture", "core", "--samples", "3", "--interval", "2s"],
+    );
+    let elapsed = started.elapsed();
+    support::assert_success(&output);
+    fixture.assert_untouched();
+
+    let manifest = support::read_json(&dir, "manifest.json");
+    assert_eq!(manifest["samplesRequested"], 3, "{manifest}");
+    // One instant stands for the capture: the core's.
+    assert_eq!(manifest["samplesTaken"], 1, "{manifest}");
+    let captures = manifest["captures"].as_array().unwrap();
+    assert_eq!(captures.len(), 1, "{manifest}");
+    assert_eq!(captures[0]["kind"], "core");
+    assert_eq!(
+        captures[0]["sampleDurationsMs"].as_array().unwrap().len(),
+        1,
+        "{manifest}"
+    );
+    assert_eq!(core_record(&dir)["file"], "core.zst");
+    for sampled in ["fds.json", "threads.json", "memory.json"] {
+        assert!(!dir.join(sampled).exists(), "{sampled}");
+    }
+    // Two skipped intervals would take 4 s; nothing waits for them.
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "the capture took {elapsed:?}: it waited through intervals"
+    );
+}
+
 #[test]
 fn gdb_shows_the_live_backtraces_and_data_from_a_c_core() {
     support::require_root();
@@ -189,7 +231,7 @@ fn gdb_shows_the_live_backtraces_and_data_from_a_c_core() {
         .find(|f| f["name"] == "core.zst")
         .expect("core.zst is listed")
         .clone();
-    let (bytes, sha256) = procshot::artifacts::file_sha256(&dir.join("core.zst")).unwrap();
+    let (bytes, sha256) = procshot::files::file_sha256(&dir.join("core.zst")).unwrap();
     assert_eq!(listed["bytes"], bytes);
     assert_eq!(listed["sha256"], sha256);
     assert_eq!(record["bytesCompressed"], bytes);
@@ -317,7 +359,7 @@ fn coredump_filter_leaves_out_shared_memory_when_its_bit_is_off() {
 /// copying its memory).
 fn wait_until_stopped(pid: i32) {
     support::wait_for("the target to be stopped", Duration::from_secs(30), || {
-        let stopped = procshot::ptrace::threads_in_tracing_stop(Path::new("/proc"), pid);
+        let stopped = procshot::process::ptrace::threads_in_tracing_stop(Path::new("/proc"), pid);
         stopped.len() == 5
     });
 }
@@ -512,7 +554,7 @@ fn procshot_killed_mid_dump_leaves_the_target_running() {
     procshot.kill().unwrap();
     procshot.wait().unwrap();
     support::wait_for("every thread to run again", Duration::from_secs(5), || {
-        procshot::ptrace::threads_in_tracing_stop(Path::new("/proc"), pid).is_empty()
+        procshot::process::ptrace::threads_in_tracing_stop(Path::new("/proc"), pid).is_empty()
     });
     fixture.assert_untouched();
     // The heartbeat beats again at its 1 ms pace.

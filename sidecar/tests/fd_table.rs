@@ -6,8 +6,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use procshot::fds::{self, FdEntry, FdKind, SocketProtocol};
-use procshot::target::Target;
+use procshot::captures::fds::{self, FdEntry, FdKind, SocketProtocol};
+use procshot::process::Target;
 use support::Fixture;
 
 fn fds_of(fixture: &Fixture, key: &str) -> Vec<i32> {

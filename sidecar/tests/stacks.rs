@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procshot::stacks::output::{self, StackGroup};
-use procshot::stacks::{StacksCapture, ThreadStack};
+use procshot::captures::stacks::output::{self, StackGroup};
+use procshot::captures::stacks::{StacksCapture, ThreadStack};
 use support::Fixture;
 
 /// `parked.c` with frame pointers and without unwind tables: only the frame-pointer chain

@@ -7,8 +7,8 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use procshot::target::Target;
-use procshot::threads::{self, KernelStack};
+use procshot::captures::threads::{self, KernelStack};
+use procshot::process::Target;
 use support::{Fixture, TestCgroup};
 
 #[test]

@@ -15,10 +15,11 @@ use std::time::Duration;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use procshot::capture::{CaptureKind, CaptureOptions};
-use procshot::upload::attempts::Attempts;
-use procshot::upload::transfer::Transfer;
-use procshot::upload::{Destination, Session};
+use procshot::captures::CaptureKind;
+use procshot::commands::capture::CaptureOptions;
+use procshot::commands::upload::attempts::Attempts;
+use procshot::commands::upload::transfer::Transfer;
+use procshot::commands::upload::{Destination, Session};
 use procshot_operator::api::Artifact;
 use serde_json::{Value, json};
 use support::exec::{ExecAnswer, ExecRouter};
@@ -46,7 +47,7 @@ fn capture() -> (tempfile::TempDir, PathBuf, i32) {
         stacks: Default::default(),
         core: Default::default(),
     };
-    procshot::capture::run(&options, &mut |_| {}).expect("a capture of sleep");
+    procshot::commands::capture::run(&options, &mut |_| {}).expect("a capture of sleep");
     child.kill().unwrap();
     child.wait().unwrap();
     (out, dir, pid)
@@ -72,7 +73,7 @@ fn store(garage: &Garage) -> Arc<dyn ObjectStore> {
 async fn upload(garage: &Garage, dir: &Path) -> Vec<Artifact> {
     let destination: Destination = format!("s3://{BUCKET}/incidents").parse().unwrap();
     let session: Session = format!("shop/{NAME}").parse().unwrap();
-    let plan = procshot::upload::plan::plan(dir, &destination, Some(&session)).unwrap();
+    let plan = procshot::commands::upload::plan::plan(dir, &destination, Some(&session)).unwrap();
     let store = store(garage);
     let transfer = Transfer {
         store: store.as_ref(),
@@ -258,7 +259,7 @@ fn cat_in(dir: PathBuf) -> ExecRouter {
         );
         assert!(call.query.contains("container=capture"), "{}", call.query);
         let mut stdout = Vec::new();
-        match procshot::cat::cat(&dir, &command[3], &mut stdout) {
+        match procshot::commands::cat::cat(&dir, &command[3], &mut stdout) {
             Ok(_) => ExecAnswer {
                 stdout,
                 stderr: Vec::new(),

@@ -104,6 +104,19 @@ finding_codes! {
     GoroutineGrowth => "GOROUTINE_GROWTH",
     /// Many goroutines wait at the same site for the whole capture.
     GoroutinesBlocked => "GOROUTINES_BLOCKED",
+    /// Post-mortem: the log's last crash trace is a Go `panic:`.
+    GoPanic => "GO_PANIC",
+    /// Post-mortem: a Go `fatal error:` (or the Go runtime dying on a signal with a trace).
+    GoFatalError => "GO_FATAL_ERROR",
+    /// Post-mortem: a crash trace of another runtime (Rust, Java, Python, Node.js), or a
+    /// Go trace whose first line is not in the log.
+    CrashTrace => "CRASH_TRACE",
+    /// Post-mortem: the kernel's OOM killer ended the container.
+    OomKilled => "OOM_KILLED",
+    /// Post-mortem: a signal ended the container, and no trace explains it.
+    ExitSignal => "EXIT_SIGNAL",
+    /// Post-mortem: a non-zero exit code, and no trace explains it.
+    ExitError => "EXIT_ERROR",
 }
 
 impl fmt::Display for FindingCode {

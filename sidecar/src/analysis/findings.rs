@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{Growth, SampleCounts};
-use crate::fds::{FdEntry, FdKind};
-use crate::goroutines::{self, GoroutineSample};
-use crate::samples::{CaptureData, Series};
+use crate::captures::Series;
+use crate::captures::fds::{FdEntry, FdKind};
+use crate::captures::goroutines::{self, GoroutineSample};
+use crate::series::CaptureData;
 use crate::units;
 
 /// `FD_LIMIT_NEAR` warning: open fds at or above this share of the soft limit.
@@ -53,7 +54,7 @@ pub const GOROUTINES_BLOCKED_MIN_SECONDS: f64 = 1.0;
 /// `GOROUTINES_BLOCKED` is critical when the runtime reports waits of this many minutes.
 pub const GOROUTINES_BLOCKED_CRITICAL_MINUTES: u64 = 5;
 
-pub use procshot_api::Severity;
+pub use procshot_api::{FindingCode, Severity};
 
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,7 +63,7 @@ pub struct Finding {
     /// How serious.
     pub severity: Severity,
     /// Stable code (`FD_GROWTH`, `SOCKET_CLOSE_WAIT`, …).
-    pub code: String,
+    pub code: FindingCode,
     /// One sentence with the numbers.
     pub message: String,
     /// The numbers it rests on.
@@ -70,10 +71,15 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(severity: Severity, code: &str, message: String, evidence: serde_json::Value) -> Self {
+    fn new(
+        severity: Severity,
+        code: FindingCode,
+        message: String,
+        evidence: serde_json::Value,
+    ) -> Self {
         Self {
             severity,
-            code: code.to_string(),
+            code,
             message,
             evidence,
         }
@@ -126,7 +132,7 @@ fn fd_limit_near(samples: &[SampleCounts]) -> Option<Finding> {
     };
     Some(Finding::new(
         severity,
-        "FD_LIMIT_NEAR",
+        FindingCode::FdLimitNear,
         format!(
             "{} fds open, {:.0}% of the soft limit of {}: at the limit every open, accept and socket call fails with EMFILE (too many open files)",
             units::count(fds.total),
@@ -179,7 +185,7 @@ fn fd_growth(
             }
             Finding::new(
                 severity,
-                "FD_GROWTH",
+                FindingCode::FdGrowth,
                 message,
                 json!({
                     "group": group,
@@ -277,7 +283,7 @@ fn close_wait(last_fds: &[FdEntry]) -> Option<Finding> {
         .collect();
     Some(Finding::new(
         severity,
-        "SOCKET_CLOSE_WAIT",
+        FindingCode::SocketCloseWait,
         format!(
             "{} TCP socket{} in CLOSE_WAIT: the peer closed the connection and this process has not closed its end (in Go, often an HTTP response body that is never closed); top peers: {}",
             units::count(count),
@@ -314,7 +320,7 @@ fn thread_growth(samples: &[SampleCounts], growth: &[Growth], seconds: f64) -> O
         .collect();
     Some(Finding::new(
         Severity::Warning,
-        "THREAD_GROWTH",
+        FindingCode::ThreadGrowth,
         format!(
             "threads grew {} → {} in {} (+{}); growing names: {}",
             units::count(g.first()),
@@ -334,7 +340,7 @@ fn rss_growth(growth: &[Growth], seconds: f64) -> Option<Finding> {
     }
     Some(Finding::new(
         Severity::Warning,
-        "RSS_GROWTH",
+        FindingCode::RssGrowth,
         format!(
             "resident memory grew {} → {} in {} ({}/s) and never went down between samples",
             units::bytes(g.first()),
@@ -360,7 +366,7 @@ fn cgroup_near_limit(samples: &[SampleCounts]) -> Option<Finding> {
     };
     Some(Finding::new(
         severity,
-        "CGROUP_MEMORY_NEAR_LIMIT",
+        FindingCode::CgroupMemoryNearLimit,
         format!(
             "the cgroup's working set is {}, {:.0}% of its memory limit of {}: at the limit the kernel reclaims hard and then OOM-kills",
             units::bytes(working_set),
@@ -388,7 +394,7 @@ fn cgroup_oom_kills(samples: &[SampleCounts]) -> Option<Finding> {
     };
     Some(Finding::new(
         severity,
-        "CGROUP_OOM_KILLS",
+        FindingCode::CgroupOomKills,
         format!(
             "the kernel has OOM-killed {} process(es) in this cgroup, {when}",
             units::count(last)
@@ -445,7 +451,7 @@ fn goroutine_growth(series: &Series<GoroutineSample>) -> Option<Finding> {
     ));
     Some(Finding::new(
         Severity::Warning,
-        "GOROUTINE_GROWTH",
+        FindingCode::GoroutineGrowth,
         message,
         json!({
             "function": function,
@@ -566,7 +572,7 @@ fn goroutines_blocked(series: &Series<GoroutineSample>) -> Vec<Finding> {
         };
         findings.push(Finding::new(
             severity,
-            "GOROUTINES_BLOCKED",
+            FindingCode::GoroutinesBlocked,
             format!(
                 "{} goroutines wait [{state}] in {function} at {location}: {}; they wait {what}",
                 units::count(site.count),
@@ -591,8 +597,8 @@ fn goroutines_blocked(series: &Series<GoroutineSample>) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::goroutines::dump;
-    use crate::samples::Sample;
+    use crate::captures::Sample;
+    use crate::captures::goroutines::dump;
 
     /// A sample with `waiters` goroutines on a mutex (ids from 100) waiting `minutes`, and
     /// `leaks` goroutines in a leaking loop (ids from 1000).

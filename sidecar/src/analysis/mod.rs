@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-pub use findings::{Finding, Severity};
+pub use findings::{Finding, FindingCode, Severity};
 
-use crate::samples::{CaptureData, SCHEMA_VERSION};
+use crate::captures::SCHEMA_VERSION;
+use crate::series::CaptureData;
 
 /// What `summary.json` holds (and what a DebugSession's status shows).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use super::{Chart, Document, Section, Table};
-use crate::analysis::{SampleCounts, Summary};
-use crate::artifacts::Manifest;
-use crate::fds::FdSample;
-use crate::goroutines::{self, GoroutineSample};
-use crate::memory::MemorySample;
-use crate::samples::CaptureData;
-use crate::stacks::{StacksCapture, output};
-use crate::threads::ThreadSample;
+use super::{CaptureInfo, Chart, Document, Section, Table};
+use crate::analysis::{Growth, SampleCounts, Summary};
+use crate::captures::Series;
+use crate::captures::fds::FdSample;
+use crate::captures::goroutines::{self, GoroutineSample};
+use crate::captures::memory::{self, MemorySample};
+use crate::captures::stacks::{StacksCapture, output};
+use crate::captures::threads::ThreadSample;
+use crate::series::CaptureData;
 use crate::units;
 
 /// Rows in the longest tables (threads, peers, mappings).
@@ -18,9 +18,9 @@ const TOP_ROWS: usize = 20;
 /// Series in one chart of fd groups.
 const MAX_CHART_SERIES: usize = 6;
 
-pub(super) fn document(manifest: &Manifest, summary: &Summary, data: &CaptureData) -> Document {
-    let target = &manifest.target;
-    let mut sections = vec![target_section(manifest)];
+pub(super) fn document(info: &CaptureInfo<'_>, summary: &Summary, data: &CaptureData) -> Document {
+    let target = info.target;
+    let mut sections = vec![target_section(info)];
     if summary.samples.len() >= 2 {
         sections.push(trends_section(summary));
     }
@@ -47,10 +47,10 @@ pub(super) fn document(manifest: &Manifest, summary: &Summary, data: &CaptureDat
         title: format!("procshot: pid {} ({})", target.pid, target.name),
         subtitle: format!(
             "{} of {} sample(s), {} apart, taken {}",
-            manifest.samples_taken,
-            manifest.samples_requested,
-            units::seconds(manifest.interval_seconds),
-            manifest.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            info.samples_taken,
+            info.samples_requested,
+            units::seconds(info.interval_seconds),
+            info.started_at.format("%Y-%m-%d %H:%M:%S UTC")
         ),
         partial: summary.partial.clone(),
         findings: summary.findings.clone(),
@@ -69,8 +69,8 @@ fn opt_bytes(value: Option<u64>) -> String {
     value.map_or_else(|| "–".to_string(), units::bytes)
 }
 
-fn target_section(manifest: &Manifest) -> Section {
-    let t = &manifest.target;
+fn target_section(info: &CaptureInfo<'_>) -> Section {
+    let t = info.target;
     let mut rows = vec![
         vec!["pid".into(), t.pid.to_string()],
         vec!["name".into(), t.name.clone()],
@@ -98,7 +98,7 @@ fn target_section(manifest: &Manifest) -> Section {
         ]);
     }
     rows.extend(t.cgroups.iter().map(|c| vec!["cgroup".into(), c.clone()]));
-    if let Some(go) = &manifest.go_build_info {
+    if let Some(go) = info.go_build_info {
         rows.push(vec!["Go".into(), go.go_version.clone()]);
         if let Some(main) = &go.main {
             rows.push(vec![
@@ -114,10 +114,7 @@ fn target_section(manifest: &Manifest) -> Section {
             format!("{} (all in manifest.json)", go.deps.len()),
         ]);
     }
-    rows.push(vec![
-        "captured by".into(),
-        format!("{} {}", manifest.tool.name, manifest.tool.version),
-    ]);
+    rows.push(vec!["captured by".into(), info.captured_by.clone()]);
     Section {
         title: "Target".into(),
         table: table(&["", ""], rows),
@@ -126,6 +123,30 @@ fn target_section(manifest: &Manifest) -> Section {
 }
 
 fn trends_section(summary: &Summary) -> Section {
+    let rows: Vec<Vec<String>> = summary
+        .growth
+        .iter()
+        .filter(|g| g.delta != 0)
+        .map(growth_row)
+        .collect();
+    Section {
+        title: "Trends".into(),
+        note: rows
+            .is_empty()
+            .then(|| "Nothing changed between the samples.".to_string()),
+        charts: trend_charts(summary),
+        table: (!rows.is_empty()).then(|| Table {
+            headers: ["metric", "per sample", "change", "rate"]
+                .map(String::from)
+                .to_vec(),
+            rows,
+        }),
+    }
+}
+
+/// A chart of every trend the samples have: fds (and the fd groups that changed),
+/// threads, RSS, the cgroup's working set.
+fn trend_charts(summary: &Summary) -> Vec<Chart> {
     let x: Vec<f64> = summary.samples.iter().map(|s| s.offset_seconds).collect();
     let values = |f: &dyn Fn(&SampleCounts) -> Option<u64>| -> Option<Vec<f64>> {
         summary
@@ -134,130 +155,102 @@ fn trends_section(summary: &Summary) -> Section {
             .map(|s| f(s).map(|v| v as f64))
             .collect()
     };
+    let last = summary.samples.last();
+    let chart = |title: &str, name: &str, values: Vec<f64>, bytes: bool| Chart {
+        title: title.into(),
+        x: x.clone(),
+        series: vec![(name.into(), values)],
+        bytes,
+        limit: None,
+    };
     let mut charts = Vec::new();
     if let Some(total) = values(&|s| s.fds.as_ref().map(|f| f.total)) {
-        let limit = summary
-            .samples
-            .last()
-            .and_then(|s| s.fds.as_ref()?.soft_limit);
+        let limit = last.and_then(|s| s.fds.as_ref()?.soft_limit);
         let peak = total.iter().cloned().fold(0.0, f64::max);
         charts.push(Chart {
-            title: "Open fds".into(),
-            x: x.clone(),
-            series: vec![("fds".into(), total)],
-            bytes: false,
             // Only draw the limit when it is close enough to matter on the same scale.
             limit: limit
                 .map(|l| l as f64)
                 .filter(|l| peak >= l * 0.5)
                 .map(|l| ("soft limit".into(), l)),
+            ..chart("Open fds", "fds", total, false)
         });
-        let mut changed: Vec<_> = summary
-            .growth
-            .iter()
-            .filter_map(|g| Some((g.metric.strip_prefix("fds: ")?, g)))
-            .filter(|(_, g)| g.delta != 0)
-            .collect();
-        changed.truncate(MAX_CHART_SERIES);
-        if !changed.is_empty() {
-            charts.push(Chart {
-                title: "Fds by kind (changed groups)".into(),
-                x: x.clone(),
-                series: changed
-                    .iter()
-                    .map(|(group, g)| {
-                        (
-                            group.to_string(),
-                            g.values.iter().map(|v| *v as f64).collect(),
-                        )
-                    })
-                    .collect(),
-                bytes: false,
-                limit: None,
-            });
-        }
+        charts.extend(fd_groups_chart(summary, &x));
     }
     if let Some(threads) = values(&|s| s.threads.as_ref().map(|t| t.total)) {
-        charts.push(Chart {
-            title: "Threads".into(),
-            x: x.clone(),
-            series: vec![("threads".into(), threads)],
-            bytes: false,
-            limit: None,
-        });
+        charts.push(chart("Threads", "threads", threads, false));
     }
     if let Some(rss) = values(&|s| s.memory.as_ref()?.rss_bytes) {
-        charts.push(Chart {
-            title: "Resident memory (RSS)".into(),
-            x: x.clone(),
-            series: vec![("RSS".into(), rss)],
-            bytes: true,
-            limit: None,
-        });
+        charts.push(chart("Resident memory (RSS)", "RSS", rss, true));
     }
     if let Some(working_set) = values(&|s| s.memory.as_ref()?.cgroup_working_set_bytes) {
-        let limit = summary
-            .samples
-            .last()
-            .and_then(|s| s.memory.as_ref()?.cgroup_limit_bytes);
+        let limit = last.and_then(|s| s.memory.as_ref()?.cgroup_limit_bytes);
         charts.push(Chart {
-            title: "Cgroup working set".into(),
-            x,
-            series: vec![("working set".into(), working_set)],
-            bytes: true,
             limit: limit.map(|l| ("limit".into(), l as f64)),
+            ..chart("Cgroup working set", "working set", working_set, true)
         });
     }
-    let rows = summary
+    charts
+}
+
+/// The fd groups that changed between the samples, at most [`MAX_CHART_SERIES`].
+fn fd_groups_chart(summary: &Summary, x: &[f64]) -> Option<Chart> {
+    let mut changed: Vec<_> = summary
         .growth
         .iter()
-        .filter(|g| g.delta != 0)
-        .map(|g| {
-            let bytes = g.metric.ends_with("Bytes");
-            let fmt = |v: u64| {
-                if bytes {
-                    units::bytes(v)
-                } else {
-                    units::count(v)
-                }
-            };
-            vec![
-                g.metric.clone(),
-                g.values
-                    .iter()
-                    .map(|v| fmt(*v))
-                    .collect::<Vec<_>>()
-                    .join(" → "),
-                if bytes {
-                    format!(
-                        "{}{}",
-                        if g.delta < 0 { "-" } else { "+" },
-                        units::bytes(g.delta.unsigned_abs())
-                    )
-                } else {
-                    format!("{:+}", g.delta)
-                },
-                if bytes {
-                    format!("{}/s", units::bytes(g.per_second.abs() as u64))
-                } else {
-                    units::rate(g.per_second)
-                },
-            ]
-        })
-        .collect::<Vec<_>>();
-    Section {
-        title: "Trends".into(),
-        note: rows
-            .is_empty()
-            .then(|| "Nothing changed between the samples.".to_string()),
-        charts,
-        table: (!rows.is_empty()).then(|| Table {
-            headers: ["metric", "per sample", "change", "rate"]
-                .map(String::from)
-                .to_vec(),
-            rows,
-        }),
-    }
+        .filter_map(|g| Some((g.metric.strip_prefix("fds: ")?, g)))
+        .filter(|(_, g)| g.delta != 0)
+        .collect();
+    changed.truncate(MAX_CHART_SERIES);
+    (!changed.is_empty()).then(|| Chart {
+        title: "Fds by kind (changed groups)".into(),
+        x: x.to_vec(),
+        series: changed
+            .iter()
+            .map(|(group, g)| {
+                (
+                    group.to_string(),
+                    g.values.iter().map(|v| *v as f64).collect(),
+                )
+            })
+            .collect(),
+        bytes: false,
+        limit: None,
+    })
+}
+
+/// One row of the trends table: the metric, its values, its change and its rate.
+fn growth_row(g: &Growth) -> Vec<String> {
+    let bytes = g.metric.ends_with("Bytes");
+    let fmt = |v: u64| {
+        if bytes {
+            units::bytes(v)
+        } else {
+            units::count(v)
+        }
+    };
+    vec![
+        g.metric.clone(),
+        g.values
+            .iter()
+            .map(|v| fmt(*v))
+            .collect::<Vec<_>>()
+            .join(" → "),
+        if bytes {
+            format!(
+                "{}{}",
+                if g.delta < 0 { "-" } else { "+" },
+                units::bytes(g.delta.unsigned_abs())
+            )
+        } else {
+            format!("{:+}", g.delta)
+        },
+        if bytes {
+            format!("{}/s", units::bytes(g.per_second.abs() as u64))
+        } else {
+            units::rate(g.per_second)
+        },
+    ]
 }
 
 fn samples_section(summary: &Summary) -> Section {
@@ -352,7 +345,7 @@ fn peers_section(sample: &FdSample) -> Option<Section> {
     })
 }
 
-fn goroutines_section(series: &crate::samples::Series<GoroutineSample>) -> Section {
+fn goroutines_section(series: &Series<GoroutineSample>) -> Section {
     let trends = goroutines::trends(series);
     let total = series.samples.last().map_or(0, |s| s.data.total);
     let rows = trends
@@ -527,7 +520,7 @@ fn memory_sections(sample: &MemorySample) -> Vec<Section> {
         });
     }
     let cgroup = match &sample.cgroup {
-        crate::memory::Readable::Read(c) => Section {
+        memory::Readable::Read(c) => Section {
             title: "Cgroup memory".into(),
             table: table(
                 &["", ""],
@@ -554,7 +547,7 @@ fn memory_sections(sample: &MemorySample) -> Vec<Section> {
             ),
             ..Section::default()
         },
-        crate::memory::Readable::Unavailable { unavailable } => Section {
+        memory::Readable::Unavailable { unavailable } => Section {
             title: "Cgroup memory".into(),
             note: Some(format!("Not available: {unavailable}")),
             ..Section::default()

@@ -44,7 +44,7 @@ pub(super) fn render(doc: &Document) -> String {
         let _ = write!(
             out,
             "<div class=\"finding {sev}\"><span class=\"sev\">{sev}</span> <code>{}</code> {}</div>",
-            esc(&f.code),
+            esc(f.code.as_str()),
             esc(&f.message),
             sev = f.severity.name()
         );

@@ -1,18 +1,39 @@
 //! The human reports of a capture: `report.md` (terminals, tickets) and `report.html` (one
 //! self-contained page with a chart of every trend). Both render the same [`Document`],
-//! built once from the manifest, the summary and the samples.
+//! built once from what is known of the capture ([`CaptureInfo`]), its summary and its
+//! data. Pure: a capture in, text out; writing the files is the capture directory's job.
 
 mod build;
 mod chart;
 mod html;
 mod markdown;
 
-use std::path::Path;
+use chrono::{DateTime, Utc};
 
 use crate::analysis::{Finding, Summary};
-use crate::artifacts::{self, Manifest};
-use crate::error::OutputError;
-use crate::samples::CaptureData;
+use crate::captures::goroutines::buildinfo::GoBuildInfo;
+use crate::process::TargetIdentity;
+use crate::series::CaptureData;
+
+/// What a report says of the capture besides its data and findings: who, when, how many
+/// samples (the manifest's header).
+#[derive(Debug, Clone)]
+pub struct CaptureInfo<'a> {
+    /// Who was captured.
+    pub target: &'a TargetIdentity,
+    /// The Go build info of the target's executable, when it is a Go program.
+    pub go_build_info: Option<&'a GoBuildInfo>,
+    /// The program and version that captured it (`procshot 0.1.0`).
+    pub captured_by: String,
+    /// Samples asked for.
+    pub samples_requested: usize,
+    /// Samples taken.
+    pub samples_taken: usize,
+    /// Seconds between the starts of two samples.
+    pub interval_seconds: f64,
+    /// When the first sample started.
+    pub started_at: DateTime<Utc>,
+}
 
 /// A report, independent of its output format.
 #[derive(Debug, Clone)]
@@ -67,13 +88,13 @@ pub struct Chart {
 }
 
 /// `report.md` for a capture.
-pub fn markdown(manifest: &Manifest, summary: &Summary, data: &CaptureData) -> String {
-    markdown::render(&build::document(manifest, summary, data))
+pub fn markdown(info: &CaptureInfo<'_>, summary: &Summary, data: &CaptureData) -> String {
+    markdown::render(&build::document(info, summary, data))
 }
 
 /// `report.html` for a capture.
-pub fn html(manifest: &Manifest, summary: &Summary, data: &CaptureData) -> String {
-    html::render(&build::document(manifest, summary, data))
+pub fn html(info: &CaptureInfo<'_>, summary: &Summary, data: &CaptureData) -> String {
+    html::render(&build::document(info, summary, data))
 }
 
 /// Renders any document as `report.md` (a post-mortem's, say).
@@ -84,11 +105,4 @@ pub fn render_markdown(doc: &Document) -> String {
 /// Renders any document as `report.html`.
 pub fn render_html(doc: &Document) -> String {
     html::render(doc)
-}
-
-/// `procshot report DIR`: re-analyzes the samples of an existing capture with this
-/// procshot, and rewrites `summary.json`, both reports and the manifest's file list.
-pub fn rerender(dir: &Path) -> Result<Summary, OutputError> {
-    let (mut manifest, data) = artifacts::load(dir)?;
-    artifacts::rewrite_results(dir, &mut manifest, &data)
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::azure::{
@@ -141,8 +142,18 @@ impl ObjectServer for Azurite {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Creates the container and waits until Azurite has saved it: Azurite keeps its
+    /// metadata in memory and writes it to `--location` every few seconds, so a container
+    /// created just before a kill would be gone after the restart.
     fn create_bucket(&self, name: &str) {
         self.create_container(ACCOUNT, ACCOUNT_KEY, name);
+        let metadata = self.dir.path().join("data/__azurite_db_blob__.json");
+        let quoted = format!("\"{name}\"");
+        crate::support::wait_for(
+            "Azurite to save the new container to disk",
+            Duration::from_secs(30),
+            || std::fs::read_to_string(&metadata).is_ok_and(|text| text.contains(&quoted)),
+        );
     }
 
     /// `AZURE_STORAGE_ACCOUNT_NAME` and `_KEY`, with `AZURE_ENDPOINT` naming the account's

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use procshot::artifacts::{FileEntry, Manifest};
+use procshot::directory::Manifest;
+use procshot::files::FileEntry;
 use serde_json::Value;
 
 use super::{ObjectServer, closed_endpoint};
