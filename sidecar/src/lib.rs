@@ -14,6 +14,7 @@ pub mod capture;
 pub mod core;
 pub mod error;
 pub mod fds;
+pub mod gomem;
 pub mod goroutines;
 pub mod locate;
 pub mod memory;

@@ -29,8 +29,27 @@ use pprof::{PprofError, RequestLimits};
 pub struct GoroutineSample {
     /// Goroutines in the dump.
     pub total: u64,
+    /// Goroutines read from memory whose reads never agreed, left out of `groups` and
+    /// `total` (always 0 from pprof).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inconsistent: u64,
     /// Groups of goroutines with the same state and stack, biggest first.
     pub groups: Vec<GoroutineGroup>,
+}
+
+impl GoroutineSample {
+    /// The sample of these goroutines, grouped.
+    pub fn of(goroutines: Vec<dump::Goroutine>) -> Self {
+        Self {
+            total: goroutines.len() as u64,
+            inconsistent: 0,
+            groups: dump::group(goroutines),
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where and how to reach the target's pprof endpoint.
@@ -75,10 +94,7 @@ pub fn capture(
         ))
     })?;
     let goroutines = dump::parse(text).map_err(|e| not_a_dump(e.to_string()))?;
-    Ok(GoroutineSample {
-        total: goroutines.len() as u64,
-        groups: dump::group(goroutines),
-    })
+    Ok(GoroutineSample::of(goroutines))
 }
 
 /// Fetches the heap profile of `target` (gzip'd protobuf, checked); ends within `timeout`.

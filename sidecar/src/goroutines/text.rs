@@ -94,10 +94,7 @@ mod tests {
             taken_at: chrono::DateTime::from_timestamp(1_800_000_000 + index as i64, 0).unwrap(),
             offset_seconds: index as f64,
             duration_ms: 1.0,
-            data: GoroutineSample {
-                total: goroutines.len() as u64,
-                groups: dump::group(goroutines),
-            },
+            data: GoroutineSample::of(goroutines),
         }
     }
 

