@@ -152,10 +152,16 @@ impl GoBinary {
         bytes.get(start..start + len as usize)
     }
 
+    /// A section of Go's linker: `NAME`, or `.data.rel.ro NAME` in a PIE binary it linked.
+    pub fn go_section(&self, name: &str) -> Option<&Section> {
+        self.section(name)
+            .or_else(|| self.section(&format!(".data.rel.ro{name}")))
+    }
+
     /// The link-time address and size of the pclntab: its section, or (externally linked
     /// PIE binaries have none) the first pcHeader magic in the read-only data sections.
     pub fn pclntab(&self) -> Result<(u64, u64), BinaryError> {
-        if let Some(s) = self.section(".gopclntab") {
+        if let Some(s) = self.go_section(".gopclntab") {
             return Ok((s.address, s.size));
         }
         for name in [".data.rel.ro", ".rodata"] {

@@ -72,7 +72,7 @@ pub enum GoMemError {
 
 /// One read of the goroutines.
 #[derive(Debug, Clone)]
-pub struct MemorySample {
+pub struct MemoryGoroutines {
     /// What the pprof path gives too.
     pub sample: GoroutineSample,
     /// Goroutines read more than once before their reads agreed.
@@ -123,7 +123,7 @@ impl GoReader {
     }
 
     /// Reads every goroutine without stopping the program.
-    pub fn goroutines(&self) -> Result<MemorySample, GoMemError> {
+    pub fn goroutines(&self) -> Result<MemoryGoroutines, GoMemError> {
         let options = ReadOptions {
             retries: RETRIES,
             now_ns: Some(monotonic_now()),
@@ -142,7 +142,7 @@ impl GoReader {
         &self,
         proc_root: &Path,
         max_stop: Duration,
-    ) -> Result<MemorySample, GoMemError> {
+    ) -> Result<MemoryGoroutines, GoMemError> {
         let stopped = StoppedProcess::stop(proc_root, self.pid, max_stop).map_err(|source| {
             GoMemError::Stop {
                 pid: self.pid,
@@ -172,8 +172,8 @@ impl GoReader {
     }
 }
 
-fn sample(read: GoroutineRead, stopped: Option<Duration>) -> MemorySample {
-    MemorySample {
+fn sample(read: GoroutineRead, stopped: Option<Duration>) -> MemoryGoroutines {
+    MemoryGoroutines {
         sample: GoroutineSample {
             inconsistent: read.inconsistent,
             ..GoroutineSample::of(read.goroutines)

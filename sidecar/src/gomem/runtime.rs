@@ -136,7 +136,9 @@ impl GoRuntime {
         };
         let mut header = vec![0u8; pclntab.header().len()];
         memory.read(pcln_address.wrapping_add(bias), &mut header)?;
-        if header != pclntab.header() {
+        // Word 3 (textStart, before Go 1.26) is relocated in a PIE binary.
+        let same = |a: &[u8], b: &[u8]| a[..24] == b[..24] && a[32..] == b[32..];
+        if !same(&header, pclntab.header()) {
             return Err(mismatch(format!(
                 "the function table at {:#x} differs (was the binary replaced, or is this a different build?)",
                 pcln_address.wrapping_add(bias)
@@ -298,7 +300,7 @@ impl GoRuntime {
 /// function table: in `.go.module` (Go 1.26+) or `.noptrdata`.
 fn find_moduledata(binary: &GoBinary, memory: &dyn Memory, bias: u64, pclntab: u64) -> Option<u64> {
     [".go.module", ".noptrdata"].iter().find_map(|name| {
-        let section = binary.section(name)?;
+        let section = binary.go_section(name)?;
         let mut data = vec![0u8; section.size as usize];
         memory.read(section.address + bias, &mut data).ok()?;
         data.chunks_exact(8)
