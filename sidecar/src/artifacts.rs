@@ -74,6 +74,9 @@ pub struct Manifest {
     /// The core dump, when one was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub core: Option<CoreRecord>,
+    /// Where the goroutines came from, when they were captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goroutines: Option<GoroutinesRecord>,
     /// Every other file of the directory, with its size and sha256.
     pub files: Vec<FileEntry>,
 }
@@ -110,6 +113,37 @@ pub struct CaptureRun {
     /// Why this capture failed (the others went on; the capture is marked partial).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// How the goroutines capture read the goroutines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GoroutinesRecord {
+    /// `memory` (read from the process with `process_vm_readv`) or `pprof`.
+    pub source: GoroutinesSource,
+    /// The Go version whose runtime layout was used (memory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_version: Option<String>,
+    /// Goroutines whose reads disagreed at first and agreed on a retry, over every sample.
+    #[serde(default)]
+    pub retried: u64,
+    /// Goroutines whose reads never agreed, left out, over every sample.
+    #[serde(default)]
+    pub inconsistent: u64,
+    /// The longest time every thread was stopped for an exact read
+    /// (`--goroutines-max-stop`); absent when the program was not stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_stop_ms: Option<f64>,
+}
+
+/// Where goroutines come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GoroutinesSource {
+    /// The program's memory.
+    Memory,
+    /// Its `net/http/pprof` endpoint.
+    Pprof,
 }
 
 /// One artifact file.

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use crate::analysis::Summary;
-use crate::artifacts::{self, CaptureRun, Manifest, Tool};
+use crate::artifacts::{self, CaptureRun, GoroutinesRecord, GoroutinesSource, Manifest, Tool};
 use crate::core::{self, CoreOptions, CoreOutcome};
 use crate::error::{CaptureError, OutputError};
+use crate::gomem::GoReader;
 use crate::goroutines::{self, GoroutineSample, PprofOptions};
 use crate::samples::{CaptureData, SCHEMA_VERSION, Sample, Series};
 use crate::stacks::{self, StacksOptions};
@@ -122,8 +123,12 @@ pub struct CaptureOptions {
     pub proc_root: PathBuf,
     /// Where cgroup filesystems are mounted, when not found from mountinfo.
     pub cgroup_root: Option<PathBuf>,
-    /// The Go pprof endpoint, for the goroutines capture.
+    /// The Go pprof endpoint, for the goroutines capture; without it, goroutines (and the
+    /// Go heap statistics, into memory.json) are read from the program's memory.
     pub go_pprof: Option<PprofOptions>,
+    /// Reading goroutines from memory: stop every thread for an exact read, waiting at
+    /// most this long for them to stop (`None`: never stop the program).
+    pub goroutines_max_stop: Option<Duration>,
     /// How the stacks capture may stop the target's threads.
     pub stacks: StacksOptions,
     /// How to take a core dump, when `captures` has [`CaptureKind::Core`].
@@ -213,6 +218,7 @@ pub fn run(
     let mut data = CaptureData::default();
     let mut partial = None;
     let mut goroutines_error = None;
+    let mut go = GoSource::open(&target, options, &mut goroutines_error, progress);
     let mut taken = 0;
     // With only one-shot captures, one (empty) sample stands for the capture's instant.
     let samples = if options.captures.iter().any(|k| k.is_sampled()) {
@@ -238,6 +244,7 @@ pub fn run(
             start,
             &mut data,
             &mut goroutines_error,
+            &mut go,
         ) {
             Ok(line) => {
                 taken += 1;
@@ -326,6 +333,7 @@ pub fn run(
         partial,
         go_build_info,
         core: core_record,
+        goroutines: go.record(),
         files,
     };
     let summary = artifacts::write_capture(&options.out, &mut manifest, &data)?;
@@ -457,6 +465,7 @@ fn take_sample(
     start: Instant,
     data: &mut CaptureData,
     goroutines_error: &mut Option<String>,
+    go: &mut GoSource,
 ) -> Result<String, CaptureError> {
     let taken_at = Utc::now();
     let offset_seconds = start.elapsed().as_secs_f64();
@@ -488,7 +497,8 @@ fn take_sample(
                     .push(stamp.sample(threads));
             }
             CaptureKind::Memory => {
-                let memory = memory::capture(target, options.cgroup_root.as_deref())?;
+                let mut memory = memory::capture(target, options.cgroup_root.as_deref())?;
+                memory.go_heap = go.heap();
                 if let Some(rss) = memory.status.vm_rss {
                     parts.push(format!("RSS {}", units::bytes(rss)));
                 }
@@ -500,7 +510,7 @@ fn take_sample(
                 if goroutines_error.is_some() {
                     continue;
                 }
-                match sample_goroutines(target, options, start) {
+                match go.sample(target, options, start) {
                     Ok(sample) => {
                         parts.push(format!("{} goroutines", units::count(sample.total)));
                         series(&mut data.goroutines, target)
@@ -524,17 +534,127 @@ fn take_sample(
     Ok(parts.join(", "))
 }
 
-/// One goroutine dump, within what is left of the deadline.
-fn sample_goroutines(
-    target: &Target,
-    options: &CaptureOptions,
-    start: Instant,
-) -> Result<GoroutineSample, String> {
-    let pprof = options.go_pprof.as_ref().ok_or_else(|| {
-        "no pprof endpoint was given (--go-pprof ADDR): nothing to read goroutines from".to_string()
-    })?;
-    let left = options.deadline.saturating_sub(start.elapsed());
-    goroutines::capture(target, pprof, left).map_err(|e| e.to_string())
+/// Where the goroutines capture reads from: the pprof endpoint, or the program's memory
+/// through a [`GoReader`] located once for the whole capture.
+enum GoSource {
+    /// Not capturing goroutines, or the memory reader could not be opened.
+    None,
+    /// `--go-pprof`.
+    Pprof,
+    /// From memory.
+    Memory {
+        reader: Box<GoReader>,
+        retried: u64,
+        inconsistent: u64,
+        longest_stop: Option<Duration>,
+    },
+}
+
+impl GoSource {
+    /// Opens the memory reader when goroutines are asked for without pprof; a failure
+    /// (not a Go program, an unknown Go version) lands in `error`.
+    fn open(
+        target: &Target,
+        options: &CaptureOptions,
+        error: &mut Option<String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Self {
+        if !options.captures.contains(&CaptureKind::Goroutines) {
+            return Self::None;
+        }
+        if options.go_pprof.is_some() {
+            return Self::Pprof;
+        }
+        match GoReader::open(&options.proc_root, target.pid()) {
+            Ok(reader) => {
+                progress(&format!(
+                    "goroutines: read from memory ({} runtime layout)",
+                    reader.go_version()
+                ));
+                Self::Memory {
+                    reader: Box::new(reader),
+                    retried: 0,
+                    inconsistent: 0,
+                    longest_stop: None,
+                }
+            }
+            Err(e) => {
+                *error = Some(format!("goroutines from memory: {e}"));
+                Self::None
+            }
+        }
+    }
+
+    /// One goroutine sample, within what is left of the deadline.
+    fn sample(
+        &mut self,
+        target: &Target,
+        options: &CaptureOptions,
+        start: Instant,
+    ) -> Result<GoroutineSample, String> {
+        match self {
+            Self::None => Err("goroutines cannot be read".into()),
+            Self::Pprof => {
+                let pprof = options.go_pprof.as_ref().expect("pprof source has options");
+                let left = options.deadline.saturating_sub(start.elapsed());
+                goroutines::capture(target, pprof, left).map_err(|e| e.to_string())
+            }
+            Self::Memory {
+                reader,
+                retried,
+                inconsistent,
+                longest_stop,
+            } => {
+                let read = match options.goroutines_max_stop {
+                    Some(bound) => reader.goroutines_stopped(&options.proc_root, bound),
+                    None => reader.goroutines(),
+                }
+                .map_err(|e| e.to_string())?;
+                *retried += read.retried;
+                *inconsistent += read.sample.inconsistent;
+                if let Some(stop) = read.stopped {
+                    *longest_stop = Some(longest_stop.map_or(stop, |s| s.max(stop)));
+                }
+                Ok(read.sample)
+            }
+        }
+    }
+
+    /// The Go heap statistics, when reading from memory.
+    fn heap(&self) -> Option<memory::Readable<crate::gomem::GoHeap>> {
+        match self {
+            Self::Memory { reader, .. } => Some(memory::Readable::from_result(
+                reader.heap().map_err(|e| e.to_string()),
+            )),
+            Self::None | Self::Pprof => None,
+        }
+    }
+
+    /// The manifest's record of where the goroutines came from.
+    fn record(&self) -> Option<GoroutinesRecord> {
+        match self {
+            Self::None => None,
+            Self::Pprof => Some(GoroutinesRecord {
+                source: GoroutinesSource::Pprof,
+                go_version: None,
+                retried: 0,
+                inconsistent: 0,
+                longest_stop_ms: None,
+            }),
+            Self::Memory {
+                reader,
+                retried,
+                inconsistent,
+                longest_stop,
+            } => Some(GoroutinesRecord {
+                source: GoroutinesSource::Memory,
+                go_version: Some(reader.go_version().to_string()),
+                retried: *retried,
+                inconsistent: *inconsistent,
+                longest_stop_ms: longest_stop.map(|d| d.as_secs_f64() * 1000.0),
+            }),
+        }
+    }
 }
 
 /// When and where in the run a sample was taken.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use procshot_summary::Artifact;
 
 use procshot::analysis::{Finding, Summary};
@@ -70,8 +70,9 @@ struct CaptureArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     interval: Duration,
     /// What to capture, comma-separated, from fds, threads, memory, goroutines, stacks,
-    /// core. fds, threads, memory and goroutines are sampled (goroutines needs --go-pprof,
-    /// which adds it by itself); stacks (the native stack of every thread, which stops each
+    /// core. fds, threads, memory and goroutines are sampled (goroutines are read from the
+    /// Go program's memory, or from its pprof endpoint with --go-pprof, which adds
+    /// goroutines by itself); stacks (the native stack of every thread, which stops each
     /// thread for a moment, one at a time) is taken once, after the last sample; core (an
     /// ELF core dump of the whole process, with every secret it holds) last of all, and is
     /// never in the default.
@@ -99,6 +100,12 @@ struct CaptureArgs {
     /// Refuse pprof answers larger than this (`64MiB`, `1GiB`, bytes).
     #[arg(long, default_value = "256MiB", value_parser = units::parse_size, requires = "go_pprof")]
     go_pprof_max_bytes: u64,
+    /// goroutines from memory: stop every thread of the program for an exact read (running
+    /// goroutines are then unwound from their threads' registers), waiting at most this
+    /// long for them to stop (`5ms`, at most 1s). Without it the program is never stopped
+    /// and racy reads are validated, retried, or counted as inconsistent.
+    #[arg(long, value_name = "DUR", value_parser = parse_max_stop, conflicts_with = "go_pprof")]
+    goroutines_max_stop: Option<Duration>,
     /// stacks: how long to wait for one thread to stop (`10ms`, `500us`, at most 1s); a
     /// thread that has not stopped by then (uninterruptible sleep) is left running and
     /// recorded without a stack. Once stopped, a thread is held only to copy its registers
@@ -217,14 +224,6 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
     let mut captures = args.captures;
     if args.go_pprof.is_some() {
         captures.push(CaptureKind::Goroutines);
-    } else if captures.contains(&CaptureKind::Goroutines) {
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::MissingRequiredArgument,
-                "--capture goroutines needs --go-pprof ADDR: the address the Go program serves \
-                 net/http/pprof on (for example --go-pprof 6060)",
-            )
-            .exit();
     }
     captures.sort();
     captures.dedup();
@@ -245,6 +244,7 @@ fn run_capture(args: CaptureArgs) -> ExitCode {
             .unwrap_or_else(|| CaptureOptions::default_deadline(samples, args.interval)),
         proc_root: args.proc_root,
         cgroup_root: args.cgroup_root,
+        goroutines_max_stop: args.goroutines_max_stop,
         go_pprof: args.go_pprof.map(|address| PprofOptions {
             address,
             request_timeout: args.go_pprof_timeout,

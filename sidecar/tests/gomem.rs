@@ -308,3 +308,220 @@ versions! {
     go1_26: "1.26.6", Stripped, Pie;
     go1_27: "1.27.3", Cgo, CgoStrippedPie;
 }
+
+/// The count of goroutines in groups whose stack has `function`, per sample.
+fn counts_of(goroutines: &Value, function: &str) -> Vec<u64> {
+    goroutines["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|g| {
+                    g["frames"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|f| f["function"] == function)
+                })
+                .map(|g| g["count"].as_u64().unwrap())
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn capture_reads_goroutines_from_memory_and_finds_the_leak_and_the_pile_ups() {
+    support::require_root();
+    let toolchain = support::go_toolchain("1.19");
+    let mut fixture = start(&toolchain, GoBuild::Stripped, &["-leaked", "10"]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    // The ticker leak grows between the samples.
+    let pid = fixture.pid();
+    let leaker = std::thread::scope(|scope| {
+        let capture = scope.spawn(|| {
+            support::capture(
+                pid,
+                &dir,
+                &[
+                    "--samples",
+                    "3",
+                    "--interval",
+                    "1s",
+                    "--capture",
+                    "memory,goroutines",
+                ],
+            )
+        });
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let first = fixture.ask("leak 40");
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let second = fixture.ask("leak 40");
+        support::assert_success(&capture.join().unwrap());
+        (first, second)
+    });
+    assert_eq!(leaker, ("OK 50".to_string(), "OK 90".to_string()));
+    let goroutines = support::read_json(&dir, "goroutines.json");
+    assert_eq!(counts_of(&goroutines, "main.leakTicker"), [10, 50, 90]);
+    assert_eq!(counts_of(&goroutines, "main.waitForLock"), [12, 12, 12]);
+    assert_eq!(counts_of(&goroutines, "main.queryUsers"), [4, 4, 4]);
+    let (_, message) = support::finding(&dir, "GOROUTINE_GROWTH");
+    assert!(
+        message.starts_with("goroutines in main.leakTicker grew 10 → 90 in 2"),
+        "{message}"
+    );
+    let (_, message) = support::finding(&dir, "GOROUTINES_BLOCKED");
+    assert!(
+        message.starts_with("12 goroutines wait [semacquire] in main.waitForLock"),
+        "{message}"
+    );
+    let manifest = support::read_json(&dir, "manifest.json");
+    assert_eq!(manifest["goroutines"]["source"], "memory");
+    assert_eq!(
+        manifest["goroutines"]["goVersion"],
+        manifest["goBuildInfo"]["goVersion"]
+    );
+    assert_eq!(manifest["goroutines"]["inconsistent"], 0);
+    assert!(manifest.get("partial").is_none(), "{manifest}");
+    // memory.json has the Go heap of every sample.
+    let memory = support::read_json(&dir, "memory.json");
+    for sample in memory["samples"].as_array().unwrap() {
+        let heap = &sample["data"]["goHeap"];
+        assert!(heap["heapInUseBytes"].as_u64().unwrap() > 0, "{heap}");
+        assert_eq!(heap["gogc"], 100);
+    }
+    let text = std::fs::read_to_string(dir.join("goroutines.txt")).unwrap();
+    assert!(
+        text.contains("90 goroutines [select] in main.leakTicker"),
+        "{text}"
+    );
+    fixture.assert_untouched();
+}
+
+#[test]
+fn a_bounded_stop_unwinds_running_goroutines_and_lets_the_program_go() {
+    support::require_root();
+    let toolchain = support::go_toolchain("1.19");
+    let mut fixture = start(&toolchain, GoBuild::Default, &["-spinners", "2"]);
+    let (_out, dir) = support::capture_ok(
+        fixture.pid(),
+        &[
+            "--samples",
+            "1",
+            "--capture",
+            "goroutines",
+            "--goroutines-max-stop",
+            "100ms",
+        ],
+    );
+    fixture.assert_untouched();
+    let goroutines = support::read_json(&dir, "goroutines.json");
+    assert_eq!(
+        counts_of(&goroutines, "main.spinner"),
+        [2],
+        "{goroutines:#}"
+    );
+    let manifest = support::read_json(&dir, "manifest.json");
+    assert!(manifest["goroutines"]["longestStopMs"].as_f64().unwrap() > 0.0);
+    // The heartbeat saw the stop, and nothing is left stopped.
+    let gap: u64 = fixture
+        .ask("gap")
+        .strip_prefix("GAP ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(gap > 0);
+}
+
+#[test]
+fn a_program_that_is_not_go_or_not_a_known_go_is_refused_by_name() {
+    support::require_root();
+    let native = Fixture::start(&["steady"]);
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("capture");
+    let output = support::capture(
+        native.pid(),
+        &dir,
+        &["--samples", "1", "--capture", "fds,goroutines"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(6),
+        "partial: the fds were captured"
+    );
+    let manifest = support::read_json(&dir, "manifest.json");
+    let partial = manifest["partial"].as_str().unwrap();
+    assert!(
+        partial.starts_with("goroutines: goroutines from memory: /proc/")
+            && partial.contains("is not a Go program"),
+        "{partial}"
+    );
+    assert!(!dir.join("goroutines.json").exists());
+    // A Go build whose version says 1.20 (no layout known) is refused, naming it.
+    let toolchain = support::go_toolchain("1.19");
+    let binary = support::go_fixture_with("gomem", &toolchain, GoBuild::Default, "");
+    let patched = out.path().join("gomem-go1.20");
+    let mut bytes = std::fs::read(&binary).unwrap();
+    let at = bytes
+        .windows(7)
+        .position(|w| w == b"go1.19.")
+        .expect("the build info's version");
+    bytes[at + 5] = b'2';
+    bytes[at + 6] = b'0';
+    std::fs::write(&patched, &bytes).unwrap();
+    std::fs::set_permissions(
+        &patched,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let fixture = Fixture::spawn(Command::new(&patched));
+    let err = GoReader::open(std::path::Path::new("/proc"), fixture.pid()).unwrap_err();
+    assert!(
+        err.to_string().starts_with("go1.20")
+            && err.to_string().contains("not one of the Go releases"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_binary_replaced_on_disk_is_still_read_from_the_running_file() {
+    support::require_root();
+    let toolchain = support::go_toolchain("1.19");
+    let built = support::go_fixture_with("gomem", &toolchain, GoBuild::Stripped, "");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("service");
+    std::fs::copy(&built, &path).unwrap();
+    let mut fixture = Fixture::spawn(Command::new(&path));
+    // A deploy replaces the file (rename over it): /proc/PID/exe is still the old one.
+    let other = support::go_fixture_with("dwarfoffsets", &toolchain, GoBuild::Default, "");
+    let staged = dir.path().join("service.new");
+    std::fs::copy(other, &staged).unwrap();
+    std::fs::rename(&staged, &path).unwrap();
+    let reader = GoReader::open(std::path::Path::new("/proc"), fixture.pid()).unwrap();
+    let read = reader.goroutines().unwrap();
+    assert!(
+        read.sample
+            .groups
+            .iter()
+            .any(|g| g.function() == "main.waitForLock")
+    );
+    fixture.assert_untouched();
+}
+
+#[test]
+fn a_target_that_exits_mid_read_gives_an_error_not_garbage() {
+    support::require_root();
+    let toolchain = support::go_toolchain("1.19");
+    let mut fixture = start(&toolchain, GoBuild::Default, &[]);
+    let reader = GoReader::open(std::path::Path::new("/proc"), fixture.pid()).unwrap();
+    fixture.kill();
+    let err = reader.goroutines().unwrap_err().to_string();
+    assert!(
+        err.contains("exited while its memory was being read"),
+        "{err}"
+    );
+}

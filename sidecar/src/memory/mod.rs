@@ -31,6 +31,10 @@ pub struct MemorySample {
     pub mappings: Readable<MappingSummary>,
     /// The memory files of the target's cgroup, or why not.
     pub cgroup: Readable<CgroupMemory>,
+    /// The Go heap's statistics, read from the runtime's memory (when goroutines are read
+    /// from memory too), or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_heap: Option<Readable<crate::gomem::GoHeap>>,
 }
 
 /// Something that was read, or the reason it could not be (in JSON: the value itself, or
@@ -56,7 +60,8 @@ impl<T> Readable<T> {
         }
     }
 
-    fn from_result(result: Result<T, String>) -> Self {
+    /// The value, or the error as the reason.
+    pub fn from_result(result: Result<T, String>) -> Self {
         match result {
             Ok(value) => Self::Read(value),
             Err(unavailable) => Self::Unavailable { unavailable },
@@ -170,6 +175,7 @@ pub fn capture(target: &Target, cgroup_root: Option<&Path>) -> Result<MemorySamp
         rollup: Readable::from_result(rollup),
         mappings: Readable::from_result(mappings),
         cgroup: Readable::from_result(cgroup),
+        go_heap: None,
     })
 }
 
