@@ -390,7 +390,7 @@ fn capture_reads_goroutines_from_memory_and_finds_the_leak_and_the_pile_ups() {
     // memory.json has the Go heap of every sample.
     let memory = support::read_json(&dir, "memory.json");
     for sample in memory["samples"].as_array().unwrap() {
-        let heap = &sample["data"]["goHeap"];
+        let heap = &sample["goHeap"];
         assert!(heap["heapInUseBytes"].as_u64().unwrap() > 0, "{heap}");
         assert_eq!(heap["gogc"], 100);
     }
@@ -466,12 +466,17 @@ fn a_program_that_is_not_go_or_not_a_known_go_is_refused_by_name() {
     let binary = support::go_fixture_with("gomem", &toolchain, GoBuild::Default, "");
     let patched = out.path().join("gomem-go1.20");
     let mut bytes = std::fs::read(&binary).unwrap();
-    let at = bytes
+    let versions: Vec<usize> = bytes
         .windows(7)
-        .position(|w| w == b"go1.19.")
-        .expect("the build info's version");
-    bytes[at + 5] = b'2';
-    bytes[at + 6] = b'0';
+        .enumerate()
+        .filter(|(_, w)| *w == b"go1.19.")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!versions.is_empty(), "the build info's version");
+    for at in versions {
+        bytes[at + 4] = b'2';
+        bytes[at + 5] = b'0';
+    }
     std::fs::write(&patched, &bytes).unwrap();
     std::fs::set_permissions(
         &patched,
@@ -524,4 +529,55 @@ fn a_target_that_exits_mid_read_gives_an_error_not_garbage() {
         err.contains("exited while its memory was being read"),
         "{err}"
     );
+}
+
+#[test]
+fn memory_and_pprof_give_the_same_findings_on_pile_ups() {
+    support::require_root();
+    let toolchain = support::go_toolchain("1.19");
+    let binary = support::go_fixture_with("gomem", &toolchain, GoBuild::Default, "pprof");
+    let mut command = Command::new(binary);
+    command.args(["-pprof", "127.0.0.1:0", "-sql", "120", "-leaked", "10"]);
+    let mut fixture = Fixture::spawn(command);
+    let address = fixture.get("pprof").as_str().unwrap().to_string();
+    let blocked = |extra: &[&str]| {
+        let mut args = vec![
+            "--samples",
+            "3",
+            "--interval",
+            "1s",
+            "--capture",
+            "goroutines",
+        ];
+        args.extend_from_slice(extra);
+        let (_out, dir) = support::capture_ok(fixture.pid(), &args);
+        let mut found: Vec<String> = support::findings(&dir)
+            .into_iter()
+            .filter(|(_, code, _)| code == "GOROUTINES_BLOCKED")
+            // "…: N of them were already waiting there 1.0 s earlier": the seconds vary.
+            .map(|(severity, _, message)| {
+                format!("{severity} {}", message.split_once(": ").unwrap().0)
+            })
+            .collect();
+        found.sort();
+        (
+            found,
+            support::read_json(&dir, "manifest.json")["goroutines"]["source"].clone(),
+        )
+    };
+    let (from_memory, source) = blocked(&[]);
+    assert_eq!(source, "memory");
+    let (from_pprof, source) = blocked(&["--go-pprof", &address]);
+    assert_eq!(source, "pprof");
+    assert_eq!(from_memory, from_pprof);
+    assert_eq!(from_memory.len(), 2, "{from_memory:?}");
+    assert!(
+        from_memory[1].starts_with(
+            "warning 120 goroutines wait [select] in main.queryUsers at gomem/sqlwait.go:"
+        ) && from_memory[0].starts_with(
+            "warning 12 goroutines wait [semacquire] in main.waitForLock at gomem/main.go:"
+        ),
+        "{from_memory:?}"
+    );
+    fixture.assert_untouched();
 }

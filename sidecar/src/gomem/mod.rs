@@ -36,7 +36,7 @@ pub use memory::{Memory, MemoryError, ProcessMemory};
 pub use runtime::{GoRuntime, RuntimeError};
 
 use crate::goroutines::GoroutineSample;
-use crate::ptrace::{PtraceError, StoppedProcess};
+use crate::ptrace::{PtraceError, StoppedProcess, threads_in_tracing_stop};
 use goroutines::{GoroutineRead, ReadError, ReadOptions};
 
 /// Times a goroutine whose reads disagree is read again.
@@ -67,6 +67,16 @@ pub enum GoMemError {
         /// Why.
         #[source]
         source: PtraceError,
+    },
+    /// A thread was still in a tracing stop after the detach.
+    #[error(
+        "threads {tids:?} of pid {pid} were left in a tracing stop after the goroutines were read"
+    )]
+    LeftStopped {
+        /// The target.
+        pid: i32,
+        /// The threads.
+        tids: Vec<i32>,
     },
 }
 
@@ -163,6 +173,13 @@ impl GoReader {
         };
         let read = goroutines::read(&self.runtime, &self.memory, &options);
         let held = stopped.resume().max(began.elapsed());
+        let left = threads_in_tracing_stop(proc_root, self.pid);
+        if !left.is_empty() {
+            return Err(GoMemError::LeftStopped {
+                pid: self.pid,
+                tids: left,
+            });
+        }
         Ok(sample(read?, Some(held)))
     }
 
