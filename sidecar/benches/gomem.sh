@@ -59,7 +59,7 @@ log "building the Go fixture ..."
 # and stdout fds) and ADDR (its pprof address).
 start() {
     local name=$1; shift
-    coproc "$name" { "$TMP/gomem" "$@"; }
+    coproc "$name" { exec "$TMP/gomem" "$@"; }
     local -n fds=$name
     OUT=${fds[0]}; IN=${fds[1]}
     local -n pid_var="${name}_PID"
