@@ -414,20 +414,6 @@ fn build_info_is_recorded_without_pprof() {
     );
 }
 
-#[test]
-fn goroutines_without_an_address_is_a_usage_error() {
-    let output = support::procshot()
-        .args(["capture", "--pid", "1", "--capture", "fds,goroutines"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("--capture goroutines needs --go-pprof ADDR"),
-        "{}",
-        stderr(&output)
-    );
-}
-
 /// Captures the Go fixture (in our own namespace) with `--go-pprof` pointing at `port`;
 /// asserts that the capture is partial for the goroutines only and that the /proc
 /// captures are whole; returns the goroutines error.
