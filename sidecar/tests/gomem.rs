@@ -486,6 +486,64 @@ fn a_program_that_is_not_go_or_not_a_known_go_is_refused_by_name() {
     );
 }
 
+/// A capture of `pid`'s goroutines by root holding only `capabilities` (setpriv's
+/// bounding set), as the capture container runs.
+fn capture_with(capabilities: &str, pid: i32, out: &std::path::Path) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            &format!("--bounding-set=-all,{capabilities}"),
+        ])
+        .arg(env!("CARGO_BIN_EXE_procshot"))
+        .args(["capture", "--pid", &pid.to_string(), "--out"])
+        .arg(out)
+        .args(["--samples", "1", "--capture", "goroutines"])
+        .output()
+        .expect("setpriv (util-linux) limits procshot's capabilities")
+}
+
+#[test]
+fn a_program_of_another_user_is_read_with_ptrace_and_dac_read_search_alone() {
+    support::require_root();
+    // The capabilities the operator gives a capture pod reading goroutines from memory
+    // (operator/src/capture_pod/containers.rs): no SYS_ADMIN, no network namespace.
+    let toolchain = support::go_toolchain("1.19");
+    let built = support::go_fixture_with("gomem", &toolchain, GoBuild::Stripped, "");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let binary = dir.path().join("service");
+    std::fs::copy(&built, &binary).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary);
+    let fixture = Fixture::spawn(command);
+
+    let out = dir.path().join("granted");
+    support::assert_success(&capture_with(
+        "+sys_ptrace,+dac_read_search",
+        fixture.pid(),
+        &out,
+    ));
+    let goroutines = support::read_json(&out, "goroutines.json");
+    assert_eq!(counts_of(&goroutines, "main.waitForLock"), [12]);
+
+    // Without DAC_READ_SEARCH the target's 0400 auxv cannot be read: said, with what to do.
+    let out = dir.path().join("ptrace-only");
+    let output = capture_with("+sys_ptrace", fixture.pid(), &out);
+    assert_eq!(output.status.code(), Some(6), "partial");
+    let manifest = support::read_json(&out, "manifest.json");
+    let partial = manifest["partial"].as_str().unwrap();
+    assert!(
+        partial.contains("/auxv: Permission denied") && partial.contains("CAP_DAC_READ_SEARCH"),
+        "{partial}"
+    );
+}
+
 #[test]
 fn a_binary_replaced_on_disk_is_still_read_from_the_running_file() {
     support::require_root();

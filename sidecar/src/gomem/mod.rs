@@ -112,7 +112,14 @@ impl GoReader {
         let auxv_path = dir.join("auxv");
         let auxv = std::fs::read(&auxv_path).map_err(|e| GoMemError::Auxv {
             path: auxv_path.display().to_string(),
-            detail: e.to_string(),
+            detail: match e.kind() {
+                // 0400 and the target's user's, like a task's stack file.
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "{e}: it is readable only by the target's user; run procshot as that \
+                     user, or as root with CAP_DAC_READ_SEARCH and CAP_SYS_PTRACE"
+                ),
+                _ => e.to_string(),
+            },
         })?;
         let entry = auxv_entry(&auxv).ok_or_else(|| GoMemError::Auxv {
             path: auxv_path.display().to_string(),
