@@ -435,7 +435,7 @@ mod tests {
             deadline: Duration::from_secs(60),
             proc_root: "/proc".into(),
             cgroup_root: None,
-            goroutines: GoroutinesFrom::Memory { max_stop: None },
+            goroutines: GoroutinesFrom::default(),
             stacks: StacksOptions::default(),
             core: CoreOptions::default(),
         };

@@ -108,6 +108,13 @@ pub enum GoroutinesFrom {
     Pprof(PprofOptions),
 }
 
+/// From memory, never stopping the program: the CLI's default.
+impl Default for GoroutinesFrom {
+    fn default() -> Self {
+        Self::Memory { max_stop: None }
+    }
+}
+
 /// The manifest's record of how the goroutines were read, over every sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
