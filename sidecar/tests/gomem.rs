@@ -298,30 +298,6 @@ versions! {
     go1_27: "1.27.3", Cgo, CgoStrippedPie;
 }
 
-/// The count of goroutines in groups whose stack has `function`, per sample.
-fn counts_of(goroutines: &Value, function: &str) -> Vec<u64> {
-    goroutines["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            s["groups"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|g| {
-                    g["frames"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|f| f["function"] == function)
-                })
-                .map(|g| g["count"].as_u64().unwrap())
-                .sum()
-        })
-        .collect()
-}
-
 #[test]
 fn capture_reads_goroutines_from_memory_and_finds_the_leak_and_the_pile_ups() {
     support::require_root();
@@ -356,9 +332,18 @@ fn capture_reads_goroutines_from_memory_and_finds_the_leak_and_the_pile_ups() {
     assert_eq!(leaker, ("OK 50".to_string(), "OK 90".to_string()));
     let goroutines = support::read_json(&dir, "goroutines.json");
     assert_eq!(goroutines["samples"][0]["source"], "memory");
-    assert_eq!(counts_of(&goroutines, "main.leakTicker"), [10, 50, 90]);
-    assert_eq!(counts_of(&goroutines, "main.waitForLock"), [12, 12, 12]);
-    assert_eq!(counts_of(&goroutines, "main.queryUsers"), [4, 4, 4]);
+    assert_eq!(
+        support::goroutine_counts(&goroutines, "main.leakTicker"),
+        [10, 50, 90]
+    );
+    assert_eq!(
+        support::goroutine_counts(&goroutines, "main.waitForLock"),
+        [12, 12, 12]
+    );
+    assert_eq!(
+        support::goroutine_counts(&goroutines, "main.queryUsers"),
+        [4, 4, 4]
+    );
     let (_, message) = support::finding(&dir, "GOROUTINE_GROWTH");
     assert!(
         message.starts_with("goroutines in main.leakTicker grew 10 → 90 in 2"),
@@ -415,7 +400,7 @@ fn a_bounded_stop_unwinds_running_goroutines_and_lets_the_program_go() {
     fixture.assert_untouched();
     let goroutines = support::read_json(&dir, "goroutines.json");
     assert_eq!(
-        counts_of(&goroutines, "main.spinner"),
+        support::goroutine_counts(&goroutines, "main.spinner"),
         [2],
         "{goroutines:#}"
     );
@@ -530,7 +515,10 @@ fn a_program_of_another_user_is_read_with_ptrace_and_dac_read_search_alone() {
         &out,
     ));
     let goroutines = support::read_json(&out, "goroutines.json");
-    assert_eq!(counts_of(&goroutines, "main.waitForLock"), [12]);
+    assert_eq!(
+        support::goroutine_counts(&goroutines, "main.waitForLock"),
+        [12]
+    );
 
     // Without DAC_READ_SEARCH the target's 0400 auxv cannot be read: said, with what to do.
     let out = dir.path().join("ptrace-only");
