@@ -3,13 +3,14 @@
 CARGO ?= cargo
 PROCSHOT := target/release/procshot
 
-.PHONY: help build plugin demo test test-node test-deps lint bench crds e2e clean
+.PHONY: help build plugin demo test test-node test-go-matrix test-deps lint bench crds e2e clean
 
 help:
 	@echo "make demo   build, capture a bundled leaking process (3 samples) and print its findings"
 	@echo "make test   install what the tests need, then lint and run every test (needs root)"
 	@echo "make test-node  only the node test bed: capture pods run by containerd through a kubelet stand-in (needs root)"
-	@echo "make bench  procshot side by side with lsof, ls and a C floor (20,000 fds), with the AWS CLI (1 GiB upload to Garage), with curl (100,000 goroutines), with gdb and eu-stack (stacks of 10-1,000 threads), and with gcore (core dumps of 256 MiB and 1 GiB)"
+	@echo "make test-go-matrix  the memory reader of goroutines on every Go version x every build kind (default, -s -w, PIE, cgo, cgo+PIE+stripped)"
+	@echo "make bench  procshot side by side with lsof, ls and a C floor (20,000 fds), with the AWS CLI (1 GiB upload to Garage), with curl (100,000 goroutines), from memory against pprof (100,000 goroutines), with gdb and eu-stack (stacks of 10-1,000 threads), and with gcore (core dumps of 256 MiB and 1 GiB)"
 	@echo "make build  build the release binary ($(PROCSHOT))"
 	@echo "make plugin build the kubectl plugin ($(PLUGIN)) and its krew archive ($(PLUGIN_ARCHIVE))"
 	@echo "make crds   regenerate crds/debugsession.yaml from the operator's types"
@@ -48,11 +49,17 @@ test-node: test-deps
 	exports=$$(scripts/build-node-testbed.sh) && eval "$$exports" && \
 		$(CARGO) test --locked -p procshot-node-testbed
 
+# `make test` checks each Go version with two build kinds; this checks all of them
+# (about 40 fixture builds: slow the first time, cached in ~/.cache/procshot/go-build).
+test-go-matrix: test-deps
+	PROCSHOT_GO_MATRIX=full $(CARGO) test --locked -p procshot --test gomem
+
 bench: build
 	scripts/install-bench-deps.sh
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/fd_table.sh
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/upload.sh
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/goroutines.sh
+	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/gomem.sh
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/stacks.sh
 	PROCSHOT_BIN=$(PROCSHOT) bash sidecar/benches/core.sh
 

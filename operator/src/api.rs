@@ -28,7 +28,6 @@ use serde::{Deserialize, Serialize};
 #[x_kube(
     validation = Rule::new("self.samples == 1 || has(self.interval)").message("spec.interval is required when spec.samples > 1 (for example interval: 10s)"),
     validation = Rule::new("self == oldSelf").message("a DebugSession's spec cannot be changed: create a new DebugSession"),
-    validation = Rule::new("!(has(self.capture) && self.capture.exists(c, c == 'goroutines')) || has(self.goPprof)").message("capture goroutines needs spec.goPprof, the port of the pod's net/http/pprof endpoint (for example goPprof: {port: 6060})"),
     validation = Rule::new("!has(self.core) || (has(self.capture) && self.capture.exists(c, c == 'core'))").message("spec.core only applies when spec.capture includes core")
 )]
 #[serde(rename_all = "camelCase")]
@@ -36,7 +35,8 @@ pub struct DebugSessionSpec {
     /// Which pod (or pods) to capture. Must be in the DebugSession's namespace.
     pub target: TargetSpec,
     /// What to capture: `fds`, `threads`, `memory` and `goroutines` in every sample,
-    /// `stacks` and `core` once after the last sample.
+    /// `stacks` and `core` once after the last sample. Goroutines are read from the Go
+    /// program's memory (Go 1.19 and 1.21–1.27, stripped or not), or from `goPprof`.
     #[serde(default = "default_captures")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(min = 1))]
     pub capture: Vec<CaptureKind>,
@@ -62,7 +62,9 @@ pub struct DebugSessionSpec {
     pub output: Option<OutputSpec>,
     /// The pod's Go pprof endpoint (`import _ "net/http/pprof"`), reached from inside the
     /// pod's network namespace, so an endpoint bound to 127.0.0.1 works. Setting it
-    /// captures goroutines.
+    /// captures goroutines from there (and the heap profile) instead of from the
+    /// program's memory; the capture pod then also needs `SYS_ADMIN` to enter the pod's
+    /// network namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go_pprof: Option<GoPprofSpec>,
     /// Limits of the core dump (with `capture: [core]`).

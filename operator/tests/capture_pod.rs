@@ -58,16 +58,17 @@ fn render_ok(dir: &Path, name: &str, session: &str, flags: &[&str]) -> (PathBuf,
 /// Every capture the operator knows, allowed by the render flags below.
 const ALL_CAPTURES: &str = "--allowed-captures=fds,threads,memory,stacks,goroutines,core";
 
-/// The fixture session capturing `capture` (with goroutines, it names its pprof port).
+/// The fixture session capturing `capture` (goroutines from the program's memory).
 fn session_capturing(capture: &[&str]) -> String {
-    let mut session = fixture_session().replace(
+    fixture_session().replace(
         "capture: [fds, threads, memory]",
         &format!("capture: [{}]", capture.join(", ")),
-    );
-    if capture.contains(&"goroutines") {
-        session.push_str("  goPprof: {port: 6060}\n");
-    }
-    session
+    )
+}
+
+/// The fixture session capturing `capture`, its goroutines from pprof port 6060.
+fn session_capturing_from_pprof(capture: &[&str]) -> String {
+    format!("{}  goPprof: {{port: 6060}}\n", session_capturing(capture))
 }
 
 /// Every combination of captures, each with the flags that allow it (every other one
@@ -231,7 +232,8 @@ fn capabilities_follow_the_requested_captures() {
         ),
         (&["memory"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
         (&["stacks"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
-        (&["goroutines"], &[], &["SYS_ADMIN", "SYS_PTRACE"]),
+        // From memory: process_vm_readv and the target's 0400 auxv; no network namespace.
+        (&["goroutines"], &[], &["DAC_READ_SEARCH", "SYS_PTRACE"]),
         (
             &["core"],
             &[ALL_CAPTURES],
@@ -242,6 +244,14 @@ fn capabilities_follow_the_requested_captures() {
         let (_, pod) = render(dir.path(), captures, flags);
         assert_eq!(capabilities(&pod), expected, "{captures:?} {flags:?}");
     }
+    // From pprof: entering the pod's network namespace needs SYS_ADMIN.
+    let (_, pod) = render_ok(
+        dir.path(),
+        "goroutines-pprof",
+        &session_capturing_from_pprof(&["goroutines"]),
+        &[],
+    );
+    assert_eq!(capabilities(&pod), ["SYS_ADMIN", "SYS_PTRACE"]);
 }
 
 #[test]
@@ -299,7 +309,12 @@ fn every_generated_manifest_is_valid_kubernetes() {
 #[test]
 fn goroutines_reach_the_pprof_port_inside_the_pod() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, pod) = render(dir.path(), &["fds", "goroutines"], &[]);
+    let (_, pod) = render_ok(
+        dir.path(),
+        "fds-goroutines-pprof",
+        &session_capturing_from_pprof(&["fds", "goroutines"]),
+        &[],
+    );
     let args = pod.spec.as_ref().unwrap().containers[0]
         .args
         .clone()
@@ -331,16 +346,22 @@ fn goroutines_reach_the_pprof_port_inside_the_pod() {
         args.iter().any(|a| a == "--go-pprof=[::1]:8081"),
         "{args:?}"
     );
-    // Without it, goroutines cannot be captured.
-    let session =
-        fixture_session().replace("capture: [fds, threads, memory]", "capture: [goroutines]");
-    let output = run_render(dir.path(), "no-pprof", &session, &[]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+}
+
+#[test]
+fn goroutines_without_pprof_are_read_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, pod) = render(dir.path(), &["goroutines"], &[]);
+    let args = pod.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(args.iter().any(|a| a == "--capture=goroutines"), "{args:?}");
     assert!(
-        stderr.contains("InvalidSpec: capture goroutines needs spec.goPprof"),
-        "{stderr}"
+        !args.iter().any(|a| a.starts_with("--go-pprof")),
+        "{args:?}"
     );
+    assert!(!capabilities(&pod).contains(&"SYS_ADMIN".to_string()));
 }
 
 #[test]
@@ -628,6 +649,7 @@ fn assert_arguments_follow_the_plan(pod: &Pod, session: &str, flags: &[&str]) {
     assert_eq!(capture.proc_root, defaults.proc_root);
     assert_eq!(capture.stack_max_stop, defaults.stack_max_stop);
     assert_eq!(capture.go_pprof_timeout, defaults.go_pprof_timeout);
+    assert_eq!(capture.goroutines_max_stop, defaults.goroutines_max_stop);
     assert_eq!(capture.core_zstd_level, defaults.core_zstd_level);
 }
 
@@ -651,6 +673,10 @@ fn rendered_arguments_parse_back_to_what_the_plan_asked_for() {
         fixture_session()
     );
     cases.push((pprof, vec![]));
+    cases.push((
+        session_capturing_from_pprof(&["fds", "goroutines", "stacks"]),
+        vec![],
+    ));
     for output in [
         "    s3:\n      bucket: evidence\n      prefix: prod/\n      endpoint: http://minio.storage:9000\n      region: eu-west-1\n",
         "    pvc:\n      claimName: evidence\n      path: incidents\n",

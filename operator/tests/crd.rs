@@ -49,6 +49,8 @@ fn good_specs_pass() {
         json!({"target": {"pod": "a"}, "samples": 1, "output": {"s3": {"bucket": "evidence", "endpoint": "https://minio:9000"}}}),
         json!({"target": {"pod": "a"}, "samples": 1, "output": {"pvc": {"claimName": "evidence", "path": "a/b"}}}),
         json!({"target": {"pod": "a"}, "samples": 1, "capture": ["stacks", "goroutines"], "goPprof": {"port": 6060}}),
+        // Goroutines without goPprof are read from the program's memory.
+        json!({"target": {"pod": "a"}, "samples": 1, "capture": ["fds", "goroutines"]}),
         json!({"target": {"pod": "a"}, "samples": 1, "goPprof": {"port": 6060, "host": "::1"}}),
         json!({"target": {"pod": "a"}, "samples": 1, "capture": ["core"], "core": {"maxBytes": "2Gi", "maxPause": "500ms"}}),
     ] {
@@ -90,10 +92,6 @@ fn bad_specs_are_refused_with_what_to_fix() {
         (
             json!({"target": {"pod": "a"}, "samples": 1, "output": {"s3": {"bucket": "b"}, "pvc": {"claimName": "c"}}}),
             "set exactly one of spec.output.s3 and spec.output.pvc",
-        ),
-        (
-            json!({"target": {"pod": "a"}, "samples": 1, "capture": ["fds", "goroutines"]}),
-            "capture goroutines needs spec.goPprof, the port of the pod's net/http/pprof endpoint (for example goPprof: {port: 6060})",
         ),
         (
             json!({"target": {"pod": "a"}, "samples": 1, "capture": ["memory"], "core": {"maxBytes": "1Gi"}}),

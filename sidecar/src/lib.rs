@@ -12,13 +12,15 @@
 //!    formatting, redaction, and the files procshot writes (hashed as they are written);
 //! 2. [`process`]: access to the target (its `/proc/PID` handle, ptrace stops, its
 //!    network namespace);
-//! 3. [`captures`]: one module per capture kind, all under one contract
+//! 3. [`gomem`]: a Go program read from outside: its build info, and its goroutines and
+//!    heap statistics read from its memory (for the goroutines and memory captures);
+//! 4. [`captures`]: one module per capture kind, all under one contract
 //!    ([`captures::contract`]);
-//! 4. [`series`]: what one run captured, every kind's series or one-shot result;
-//! 5. [`analysis`]: counts, growth and findings;
-//! 6. [`report`]: `report.md` and `report.html`, pure (a capture in, text out);
-//! 7. [`directory`]: the capture directory (its manifest, writing it, reading it back);
-//! 8. [`commands`]: capture, report, locate, upload, postmortem.
+//! 5. [`series`]: what one run captured, every kind's series or one-shot result;
+//! 6. [`analysis`]: counts, growth and findings;
+//! 7. [`report`]: `report.md` and `report.html`, pure (a capture in, text out);
+//! 8. [`directory`]: the capture directory (its manifest, writing it, reading it back);
+//! 9. [`commands`]: capture, report, locate, upload, postmortem.
 //!
 //! `tests/layers.rs` checks the order (no import from a later layer, no cycle).
 
@@ -28,6 +30,8 @@ pub mod redact;
 pub mod units;
 
 pub mod process;
+
+pub mod gomem;
 
 pub mod captures;
 

@@ -14,7 +14,7 @@ use procshot_api::{Artifact, CaptureArgs, LocateArgs};
 use procshot::analysis::{Finding, Summary};
 use procshot::captures::CaptureKind;
 use procshot::captures::coredump::CoreOptions;
-use procshot::captures::goroutines::PprofOptions;
+use procshot::captures::goroutines::{GoroutinesFrom, PprofOptions};
 use procshot::captures::stacks::StacksOptions;
 use procshot::commands::capture::{self, CaptureOptions, CaptureOutcome};
 use procshot::commands::locate::ids::{ContainerId, PodUid};
@@ -283,20 +283,11 @@ fn checked_upload(args: &CaptureArgs) -> Option<CaptureUpload> {
     })
 }
 
-/// The kinds to capture, in their order, once each: `--go-pprof` adds goroutines, which
-/// cannot be asked for without it.
+/// The kinds to capture, in their order, once each: `--go-pprof` adds goroutines.
 fn checked_captures(args: &CaptureArgs) -> Vec<CaptureKind> {
     let mut captures = args.captures.clone();
     if args.go_pprof.is_some() {
         captures.push(CaptureKind::Goroutines);
-    } else if captures.contains(&CaptureKind::Goroutines) {
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::MissingRequiredArgument,
-                "--capture goroutines needs --go-pprof ADDR: the address the Go program serves \
-                 net/http/pprof on (for example --go-pprof 6060)",
-            )
-            .exit();
     }
     captures.sort();
     captures.dedup();
@@ -338,11 +329,16 @@ fn capture_options(args: CaptureArgs, pid: i32, captures: Vec<CaptureKind>) -> C
             .unwrap_or_else(|| CaptureOptions::default_deadline(samples, args.interval)),
         proc_root: args.proc_root,
         cgroup_root: args.cgroup_root,
-        go_pprof: args.go_pprof.map(|address| PprofOptions {
-            address,
-            request_timeout: args.go_pprof_timeout,
-            max_bytes: args.go_pprof_max_bytes,
-        }),
+        goroutines: match args.go_pprof {
+            Some(address) => GoroutinesFrom::Pprof(PprofOptions {
+                address,
+                request_timeout: args.go_pprof_timeout,
+                max_bytes: args.go_pprof_max_bytes,
+            }),
+            None => GoroutinesFrom::Memory {
+                max_stop: args.goroutines_max_stop,
+            },
+        },
         stacks: StacksOptions {
             max_stop: args.stack_max_stop,
         },

@@ -107,22 +107,6 @@ fn groups(sample: &Value) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// The count of the group whose stack has `function` in every sample.
-fn counts_of(goroutines: &Value, function: &str) -> Vec<u64> {
-    goroutines["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            groups(s)
-                .iter()
-                .filter(|(site, _, _)| site == function)
-                .map(|(_, _, n)| n)
-                .sum()
-        })
-        .collect()
-}
-
 /// The strings of a serialized pprof `Profile`'s string table (field 6), walking every
 /// top-level field; panics on anything that is not a well-formed protobuf message.
 fn profile_strings(mut data: &[u8]) -> Vec<String> {
@@ -203,7 +187,7 @@ fn goroutines_are_read_inside_the_targets_network_namespace() {
         last.contains(&("main.holdLock".into(), "chan receive".into(), 1)),
         "{last:?}"
     );
-    let leaks = counts_of(&goroutines, "main.leakTicker");
+    let leaks = support::goroutine_counts(&goroutines, "main.leakTicker");
     let grown = leaks[2] - leaks[0];
     assert!(
         (LEAK_PER_SECOND * 3 / 2..=LEAK_PER_SECOND * 5 / 2).contains(&grown),
@@ -411,20 +395,6 @@ fn build_info_is_recorded_without_pprof() {
         support::read_json(&dir, "manifest.json")
             .get("goBuildInfo")
             .is_none()
-    );
-}
-
-#[test]
-fn goroutines_without_an_address_is_a_usage_error() {
-    let output = support::procshot()
-        .args(["capture", "--pid", "1", "--capture", "fds,goroutines"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("--capture goroutines needs --go-pprof ADDR"),
-        "{}",
-        stderr(&output)
     );
 }
 

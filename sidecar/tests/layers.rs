@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["error", "files", "redact", "units"],
     &["process"],
+    &["gomem"],
     &["captures"],
     &["series"],
     &["analysis"],
@@ -262,6 +263,8 @@ fn the_check_sees_the_imports_it_is_about() {
         edges["captures"].contains("captures::contract"),
         "{edges:?}"
     );
+    assert!(edges["captures::goroutines"].contains("gomem"), "{edges:?}");
+    assert!(edges["gomem"].contains("process"), "{edges:?}");
     assert!(
         !edges["commands::capture"].contains("commands"),
         "{edges:?}"

@@ -98,7 +98,8 @@ pub struct CaptureArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10))]
     pub max_pods: Option<u32>,
     /// What to capture, comma-separated: fds, threads, memory, goroutines, stacks, core
-    /// (default: fds,threads,memory).
+    /// (default: fds,threads,memory). Goroutines are read from the Go program's memory,
+    /// or from its pprof endpoint with --go-pprof.
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_capture)]
     pub capture: Vec<CaptureKind>,
     /// How many samples to take; trends need at least 2.
@@ -107,7 +108,8 @@ pub struct CaptureArgs {
     /// Time between two samples (`500ms`, `10s`, `1m`).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// The pod's Go pprof endpoint, PORT or HOST:PORT inside the pod: adds goroutines.
+    /// The pod's Go pprof endpoint, PORT or HOST:PORT inside the pod: adds goroutines,
+    /// read from there (and the heap profile) instead of from the program's memory.
     #[arg(long, value_name = "PORT")]
     pub go_pprof: Option<String>,
     /// Also take an ELF core dump (it holds every secret of the process; the operator's

@@ -51,11 +51,6 @@ pub fn build(
     }
     captures.sort();
     captures.dedup();
-    if captures.contains(&CaptureKind::Goroutines) && go_pprof.is_none() {
-        return Err(Error::Usage(
-            "--capture goroutines needs --go-pprof PORT, the pod's net/http/pprof port".into(),
-        ));
-    }
     let mut labels = BTreeMap::new();
     labels.insert(CREATED_BY_LABEL.to_string(), CREATED_BY.to_string());
     let annotations = requested_by

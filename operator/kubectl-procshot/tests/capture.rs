@@ -547,17 +547,25 @@ async fn a_server_dry_run_asks_the_api_server_to_check_without_creating() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn goroutines_without_a_pprof_port_is_a_usage_error() {
-    let (run, _) = support::run(
+async fn goroutines_without_a_pprof_port_are_read_from_memory() {
+    let (run, calls) = support::run(
         support::creating(|_| None),
-        &["capture", "api-7d9f8-x2b4q", "--capture", "goroutines"],
+        &[
+            "capture",
+            "api-7d9f8-x2b4q",
+            "--capture",
+            "goroutines",
+            "--wait=false",
+        ],
     )
     .await;
-    assert_eq!(run.code, 2);
-    assert!(
-        run.stderr
-            .contains("--capture goroutines needs --go-pprof PORT"),
-        "{}",
-        run.stderr
-    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let post = calls
+        .all()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.path == SESSIONS)
+        .unwrap();
+    let spec = created(&post).spec;
+    assert_eq!(spec.capture, [CaptureKind::Goroutines]);
+    assert_eq!(spec.go_pprof, None);
 }

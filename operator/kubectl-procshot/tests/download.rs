@@ -43,7 +43,7 @@ fn capture() -> (tempfile::TempDir, PathBuf, i32) {
         deadline: Duration::from_secs(60),
         proc_root: PathBuf::from("/proc"),
         cgroup_root: None,
-        go_pprof: None,
+        goroutines: Default::default(),
         stacks: Default::default(),
         core: Default::default(),
     };

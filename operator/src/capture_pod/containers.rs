@@ -20,10 +20,10 @@ use crate::plan::{CapturePlan, CaptureTarget};
 /// The user `locate` runs as: nobody.
 const NOBODY: i64 = 65534;
 
-/// The capabilities the capture container needs for `captures`.
-pub fn capabilities(captures: &[CaptureKind], config: &OperatorConfig) -> Vec<&'static str> {
+/// The capabilities the capture container needs for the plan's captures.
+pub fn capabilities(plan: &CapturePlan, config: &OperatorConfig) -> Vec<&'static str> {
     let mut caps = BTreeSet::new();
-    for capture in captures {
+    for capture in &plan.captures {
         match capture {
             CaptureKind::Fds => caps.extend(["SYS_PTRACE", "DAC_READ_SEARCH"]),
             CaptureKind::Threads => {
@@ -36,7 +36,12 @@ pub fn capabilities(captures: &[CaptureKind], config: &OperatorConfig) -> Vec<&'
             CaptureKind::Memory | CaptureKind::Stacks | CaptureKind::Core => {
                 caps.extend(["SYS_PTRACE", "DAC_READ_SEARCH"])
             }
-            CaptureKind::Goroutines => caps.extend(["SYS_PTRACE", "SYS_ADMIN"]),
+            // pprof: entering the pod's network namespace (setns) needs SYS_ADMIN.
+            CaptureKind::Goroutines if plan.go_pprof.is_some() => {
+                caps.extend(["SYS_PTRACE", "SYS_ADMIN"])
+            }
+            // Memory: process_vm_readv, and the target's auxv (0400, its user's).
+            CaptureKind::Goroutines => caps.extend(["SYS_PTRACE", "DAC_READ_SEARCH"]),
         }
     }
     caps.into_iter().collect()
@@ -103,7 +108,7 @@ pub fn capture(
             capabilities: Some(Capabilities {
                 drop: Some(vec!["ALL".into()]),
                 add: Some(
-                    capabilities(&plan.captures, config)
+                    capabilities(plan, config)
                         .into_iter()
                         .map(String::from)
                         .collect(),

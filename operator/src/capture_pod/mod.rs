@@ -12,9 +12,10 @@
 //! `/proc/*/cgroup` and runs as nobody with every capability dropped; the `capture`
 //! container runs as root with only the capabilities its captures need (`SYS_PTRACE` to
 //! read another user's fd table, threads and smaps and to stop threads for their stacks
-//! and core dumps, `DAC_READ_SEARCH` for fd targets and the target's binaries, `SYS_ADMIN`
-//! only when the admin allows kernel stacks or a session captures goroutines, which needs
-//! to enter the pod's network namespace), a read-only root filesystem and the runtime's
+//! and core dumps and to read goroutines from a Go program's memory, `DAC_READ_SEARCH` for
+//! fd targets, the target's binaries and its 0400 `/proc` files, `SYS_ADMIN` only when the
+//! admin allows kernel stacks or a session reads goroutines from a pprof endpoint, which
+//! needs to enter the pod's network namespace), a read-only root filesystem and the runtime's
 //! default seccomp profile (which allows ptrace, process_vm_readv and setns to a container
 //! holding those capabilities).
 

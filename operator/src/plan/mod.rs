@@ -38,7 +38,8 @@ pub struct CapturePlan {
     pub captures: Vec<CaptureKind>,
     /// Where the files are uploaded, if anywhere.
     pub output: Option<Destination>,
-    /// `HOST:PORT` of the target's Go pprof endpoint (with the goroutines capture).
+    /// `HOST:PORT` of the target's Go pprof endpoint, which the goroutines capture reads
+    /// from; without it, goroutines are read from the program's memory.
     pub go_pprof: Option<procshot_api::PprofAddress>,
     /// Limits of the core dump (with the core capture).
     pub core: Option<CoreLimits>,
@@ -169,11 +170,6 @@ fn captures(spec: &DebugSessionSpec, config: &OperatorConfig) -> Result<Vec<Capt
             refused.join(", "),
             allowed.join(", ")
         )));
-    }
-    if captures.contains(&CaptureKind::Goroutines) && spec.go_pprof.is_none() {
-        return Err(Refusal::invalid_spec(
-            "capture goroutines needs spec.goPprof, the port of the pod's net/http/pprof endpoint (for example goPprof: {port: 6060})",
-        ));
     }
     Ok(captures)
 }

@@ -46,8 +46,9 @@ pub struct CaptureArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// What to capture, comma-separated, from fds, threads, memory, goroutines, stacks,
-    /// core. fds, threads, memory and goroutines are sampled (goroutines needs --go-pprof,
-    /// which adds it by itself); stacks (the native stack of every thread, which stops each
+    /// core. fds, threads, memory and goroutines are sampled (goroutines are read from the
+    /// Go program's memory, or from its pprof endpoint with --go-pprof, which adds
+    /// goroutines by itself); stacks (the native stack of every thread, which stops each
     /// thread for a moment, one at a time) is taken once, after the last sample; core (an
     /// ELF core dump of the whole process, with every secret it holds) last of all, and is
     /// never in the default.
@@ -78,6 +79,12 @@ pub struct CaptureArgs {
     /// Refuse pprof answers larger than this (`64MiB`, `1GiB`, bytes).
     #[arg(long, default_value = "256MiB", value_parser = parse_size, requires = "go_pprof")]
     pub go_pprof_max_bytes: u64,
+    /// goroutines from memory: stop every thread of the program for an exact read (running
+    /// goroutines are then unwound from their threads' registers), waiting at most this
+    /// long for them to stop (`5ms`, at most 1s). Without it the program is never stopped
+    /// and racy reads are validated, retried, or counted as inconsistent.
+    #[arg(long, value_name = "DUR", value_parser = parse_max_stop, conflicts_with = "go_pprof")]
+    pub goroutines_max_stop: Option<Duration>,
     /// stacks: how long to wait for one thread to stop (`10ms`, `500us`, at most 1s); a
     /// thread that has not stopped by then (uninterruptible sleep) is left running and
     /// recorded without a stack. Once stopped, a thread is held only to copy its registers
@@ -116,12 +123,12 @@ pub struct CaptureArgs {
     pub hold_on_upload_failure: bool,
 }
 
-/// `--stack-max-stop`: a duration from 1µs to 1s.
+/// `--stack-max-stop`, `--goroutines-max-stop`: a duration from 1µs to 1s.
 fn parse_max_stop(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if duration.is_zero() || duration > Duration::from_secs(1) {
         return Err(format!(
-            "{text} is not a sensible bound: give one from 1us to 1s (default 10ms)"
+            "{text} is not a sensible bound: give one from 1us to 1s"
         ));
     }
     Ok(duration)
@@ -156,8 +163,9 @@ impl CaptureArgs {
 
     /// Renders the arguments as the CLI takes them (`--samples=3`, …), without the
     /// subcommand. Flags that only matter with another one are rendered only with it: the
-    /// pprof flags with `--go-pprof`, the upload flags with `--upload`, `--stack-max-stop`
-    /// with `stacks` and the core flags with `core`.
+    /// pprof flags with `--go-pprof`, `--goroutines-max-stop` with `goroutines` read from
+    /// memory, the upload flags with `--upload`, `--stack-max-stop` with `stacks` and the
+    /// core flags with `core`.
     pub fn to_argv(&self) -> Vec<String> {
         let mut argv = Argv::default();
         argv.opt("pid", self.pid.as_ref());
@@ -184,6 +192,11 @@ impl CaptureArgs {
             argv.set("go-pprof", address);
             argv.set("go-pprof-timeout", duration(self.go_pprof_timeout));
             argv.set("go-pprof-max-bytes", self.go_pprof_max_bytes);
+        } else if self.captures.contains(&CaptureKind::Goroutines) {
+            argv.opt(
+                "goroutines-max-stop",
+                self.goroutines_max_stop.map(duration),
+            );
         }
         if self.captures.contains(&CaptureKind::Stacks) {
             argv.set("stack-max-stop", duration(self.stack_max_stop));
@@ -313,6 +326,7 @@ mod tests {
             go_pprof: Some(PprofAddress::new(Some("::1"), 6060)),
             go_pprof_timeout: Duration::from_secs(7),
             go_pprof_max_bytes: 64 << 20,
+            goroutines_max_stop: None,
             stack_max_stop: Duration::from_micros(500),
             core_max_pause: Duration::from_millis(750),
             core_max_bytes: Some(2 << 30),
@@ -332,6 +346,24 @@ mod tests {
         assert_eq!(CaptureArgs::from_argv(&argv).unwrap(), args, "{argv:?}");
         assert!(argv.contains(&"--stack-max-stop=500us".to_string()));
         assert!(argv.contains(&"--go-pprof=[::1]:6060".to_string()));
+    }
+
+    #[test]
+    fn goroutines_from_memory_render_their_stop_bound() {
+        let mut args = everything();
+        args.go_pprof = None;
+        args.goroutines_max_stop = Some(Duration::from_millis(5));
+        let argv = args.to_argv();
+        let mut back = CaptureArgs::from_argv(&argv).unwrap();
+        assert!(argv.contains(&"--goroutines-max-stop=5ms".to_string()));
+        // The pprof flags are not rendered without --go-pprof: they come back as defaults.
+        back.go_pprof_timeout = args.go_pprof_timeout;
+        back.go_pprof_max_bytes = args.go_pprof_max_bytes;
+        assert_eq!(back, args, "{argv:?}");
+        // A stop bound cannot go with pprof, which never stops the program.
+        let mut both = argv.clone();
+        both.push("--go-pprof=6060".into());
+        assert!(CaptureArgs::from_argv(&both).is_err());
     }
 
     #[test]
@@ -359,9 +391,11 @@ mod tests {
         args.go_pprof = None;
         args.upload = None;
         args.captures = CaptureKind::DEFAULT.to_vec();
+        args.goroutines_max_stop = Some(Duration::from_millis(5));
         let argv = args.to_argv();
         for absent in [
             "--go-pprof",
+            "--goroutines-max-stop",
             "--session",
             "--hold",
             "--stack-max",
@@ -376,6 +410,7 @@ mod tests {
         // What was not rendered comes back as the CLI's default.
         back.go_pprof_timeout = args.go_pprof_timeout;
         back.go_pprof_max_bytes = args.go_pprof_max_bytes;
+        back.goroutines_max_stop = args.goroutines_max_stop;
         back.stack_max_stop = args.stack_max_stop;
         back.core_max_pause = args.core_max_pause;
         back.core_max_bytes = args.core_max_bytes;

@@ -104,6 +104,8 @@ finding_codes! {
     GoroutineGrowth => "GOROUTINE_GROWTH",
     /// Many goroutines wait at the same site for the whole capture.
     GoroutinesBlocked => "GOROUTINES_BLOCKED",
+    /// Goroutines read from memory whose reads never agreed, left out of the counts.
+    GoroutinesInconsistent => "GOROUTINES_INCONSISTENT",
     /// Post-mortem: the log's last crash trace is a Go `panic:`.
     GoPanic => "GO_PANIC",
     /// Post-mortem: a Go `fatal error:` (or the Go runtime dying on a signal with a trace).

@@ -10,6 +10,7 @@ use super::{Growth, SampleCounts};
 use crate::captures::Series;
 use crate::captures::fds::{FdEntry, FdKind};
 use crate::captures::goroutines::{self, GoroutineSample};
+use crate::gomem::GoHeap;
 use crate::series::CaptureData;
 use crate::units;
 
@@ -104,12 +105,19 @@ pub fn find(data: &CaptureData, samples: &[SampleCounts], growth: &[Growth]) -> 
     ));
     findings.extend(close_wait(last_fds.unwrap_or_default()));
     findings.extend(thread_growth(samples, growth, seconds));
-    findings.extend(rss_growth(growth, seconds));
-    findings.extend(cgroup_near_limit(samples));
+    let go_heap = data
+        .memory
+        .as_ref()
+        .and_then(|s| s.samples.last())
+        .and_then(|s| s.data.go_heap.as_ref())
+        .and_then(|h| h.value());
+    findings.extend(rss_growth(growth, seconds, go_heap));
+    findings.extend(cgroup_near_limit(samples, go_heap));
     findings.extend(cgroup_oom_kills(samples));
     if let Some(series) = &data.goroutines {
         findings.extend(goroutine_growth(series));
         findings.extend(goroutines_blocked(series));
+        findings.extend(goroutines_inconsistent(series));
     }
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     findings
@@ -333,7 +341,24 @@ fn thread_growth(samples: &[SampleCounts], growth: &[Growth], seconds: f64) -> O
     ))
 }
 
-fn rss_growth(growth: &[Growth], seconds: f64) -> Option<Finding> {
+/// What part of a process's memory is Go heap, for the memory findings of a Go program
+/// whose heap statistics were read: live heap, and freed heap the runtime keeps (resident
+/// but reusable, and returned to the OS in time: not a leak).
+fn go_heap_clause(heap: Option<&GoHeap>) -> String {
+    let Some(heap) = heap else {
+        return String::new();
+    };
+    format!(
+        "; the Go heap has {} in use ({} of live and not yet collected objects) and {} of \
+         freed heap the runtime keeps without returning it to the OS (resident, reused \
+         before the heap grows: that part is not a leak)",
+        units::bytes(heap.heap_in_use_bytes),
+        units::bytes(heap.heap_alloc_bytes),
+        units::bytes(heap.heap_free_bytes)
+    )
+}
+
+fn rss_growth(growth: &[Growth], seconds: f64, go_heap: Option<&GoHeap>) -> Option<Finding> {
     let g = growth.iter().find(|g| g.metric == "rssBytes")?;
     if !grows(g, RSS_GROWTH_MIN_BYTES, RSS_GROWTH_MIN_RATIO) {
         return None;
@@ -342,17 +367,18 @@ fn rss_growth(growth: &[Growth], seconds: f64) -> Option<Finding> {
         Severity::Warning,
         FindingCode::RssGrowth,
         format!(
-            "resident memory grew {} → {} in {} ({}/s) and never went down between samples",
+            "resident memory grew {} → {} in {} ({}/s) and never went down between samples{}",
             units::bytes(g.first()),
             units::bytes(g.last()),
             units::seconds(seconds),
-            units::bytes(g.per_second.max(0.0) as u64)
+            units::bytes(g.per_second.max(0.0) as u64),
+            go_heap_clause(go_heap)
         ),
-        json!({"values": g.values, "seconds": seconds, "bytesPerSecond": g.per_second}),
+        json!({"values": g.values, "seconds": seconds, "bytesPerSecond": g.per_second, "goHeap": go_heap}),
     ))
 }
 
-fn cgroup_near_limit(samples: &[SampleCounts]) -> Option<Finding> {
+fn cgroup_near_limit(samples: &[SampleCounts], go_heap: Option<&GoHeap>) -> Option<Finding> {
     let memory = samples.last()?.memory.as_ref()?;
     let working_set = memory.cgroup_working_set_bytes?;
     let limit = memory.cgroup_limit_bytes?;
@@ -368,12 +394,13 @@ fn cgroup_near_limit(samples: &[SampleCounts]) -> Option<Finding> {
         severity,
         FindingCode::CgroupMemoryNearLimit,
         format!(
-            "the cgroup's working set is {}, {:.0}% of its memory limit of {}: at the limit the kernel reclaims hard and then OOM-kills",
+            "the cgroup's working set is {}, {:.0}% of its memory limit of {}: at the limit the kernel reclaims hard and then OOM-kills{}",
             units::bytes(working_set),
             share * 100.0,
-            units::bytes(limit)
+            units::bytes(limit),
+            go_heap_clause(go_heap)
         ),
-        json!({"workingSetBytes": working_set, "usageBytes": memory.cgroup_usage_bytes, "limitBytes": limit, "share": share}),
+        json!({"workingSetBytes": working_set, "usageBytes": memory.cgroup_usage_bytes, "limitBytes": limit, "share": share, "goHeap": go_heap}),
     ))
 }
 
@@ -513,6 +540,30 @@ fn blocked_sites(sample: &GoroutineSample) -> BTreeMap<SiteKey, BlockedSite> {
     sites
 }
 
+/// Goroutines read from memory whose reads never agreed: left out of every count the
+/// other findings rest on, said so rather than guessed.
+fn goroutines_inconsistent(series: &Series<GoroutineSample>) -> Option<Finding> {
+    let worst = series
+        .samples
+        .iter()
+        .max_by_key(|s| s.data.inconsistent)
+        .filter(|s| s.data.inconsistent > 0)?;
+    let left_out = worst.data.inconsistent;
+    Some(Finding::new(
+        Severity::Info,
+        FindingCode::GoroutinesInconsistent,
+        format!(
+            "{} of {} goroutines changed every time they were read from memory (sample {}, \
+             the most of any sample) and are left out of its counts; --goroutines-max-stop \
+             reads them with every thread stopped for a moment",
+            units::count(left_out),
+            units::count(left_out + worst.data.total),
+            worst.index + 1
+        ),
+        json!({"perSample": series.samples.iter().map(|s| s.data.inconsistent).collect::<Vec<_>>()}),
+    ))
+}
+
 /// Many goroutines waiting for long on the same lock or channel site, in the last sample.
 fn goroutines_blocked(series: &Series<GoroutineSample>) -> Vec<Finding> {
     let (Some(first), Some(last)) = (series.samples.first(), series.samples.last()) else {
@@ -628,10 +679,7 @@ mod tests {
             taken_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
             offset_seconds: offset,
             duration_ms: 1.0,
-            data: GoroutineSample {
-                total: goroutines.len() as u64,
-                groups: dump::group(goroutines),
-            },
+            data: GoroutineSample::of_dump(goroutines),
         }
     }
 
@@ -738,5 +786,45 @@ mod tests {
             serde_json::to_string(&Severity::Warning).unwrap(),
             "\"warning\""
         );
+    }
+
+    #[test]
+    fn memory_findings_say_how_much_is_go_heap_and_that_free_heap_is_no_leak() {
+        let heap = GoHeap {
+            heap_in_use_bytes: 300 << 20,
+            heap_free_bytes: 500 << 20,
+            heap_released_bytes: 10 << 20,
+            total_alloc_bytes: 9 << 30,
+            total_free_bytes: (9 << 30) - (250 << 20),
+            heap_alloc_bytes: 250 << 20,
+            mapped_ready_bytes: 900 << 20,
+            heap_live_bytes: 250 << 20,
+            gogc: 100,
+            memory_limit_bytes: i64::MAX,
+        };
+        assert_eq!(
+            go_heap_clause(Some(&heap)),
+            "; the Go heap has 300.0 MiB in use (250.0 MiB of live and not yet collected \
+             objects) and 500.0 MiB of freed heap the runtime keeps without returning it to \
+             the OS (resident, reused before the heap grows: that part is not a leak)"
+        );
+        assert_eq!(go_heap_clause(None), "");
+    }
+
+    #[test]
+    fn goroutines_left_out_of_a_read_from_memory_are_said() {
+        let mut samples = vec![sample(0, 0.0, 12, 0, 10), sample(1, 1.0, 12, 0, 10)];
+        assert_eq!(goroutines_inconsistent(&series(samples.clone())), None);
+        samples[1].data.inconsistent = 3;
+        let finding = goroutines_inconsistent(&series(samples)).unwrap();
+        assert_eq!(finding.severity, Severity::Info);
+        assert!(
+            finding.message.starts_with(
+                "3 of 26 goroutines changed every time they were read from memory (sample 2,"
+            ),
+            "{}",
+            finding.message
+        );
+        assert_eq!(finding.evidence["perSample"], json!([0, 3]));
     }
 }

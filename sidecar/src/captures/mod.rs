@@ -1,5 +1,5 @@
 //! The captures: one module per capture kind, each reading its part of the target through
-//! [`crate::process`] and fulfilling the one [`contract`] (its reader, its sample or result
+//! [`crate::process`] (and a Go program's runtime through [`crate::gomem`]) and fulfilling the one [`contract`] (its reader, its sample or result
 //! type, its files). The kinds themselves (names, order, schedule, file names) are defined
 //! once, in `procshot-api` ([`CaptureKind`]), shared with the operator.
 //!
@@ -7,8 +7,10 @@
 //! * [`stacks`], [`coredump`]: once, after the last sample.
 //!
 //! What they share is the contract; the one import between kinds is the core dump's use of
-//! [`memory::cgroup`] to learn how much memory procshot itself may fill.
-//! [`goroutines::buildinfo`] is not a kind: it names the Go program for the manifest.
+//! [`memory::cgroup`] to learn how much memory procshot itself may fill. The goroutines
+//! capture, reading from memory, hands the Go runtime it located to the memory capture
+//! for the Go heap's statistics: through the scheduler, as a [`crate::gomem::GoReader`],
+//! not an import.
 
 pub mod contract;
 

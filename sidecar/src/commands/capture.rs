@@ -18,14 +18,14 @@ use crate::analysis::Summary;
 use crate::captures::contract::{CaptureProblem, Deadline, OneShotContext};
 use crate::captures::coredump::{CoreOptions, CoreReader};
 use crate::captures::fds::FdsReader;
-use crate::captures::goroutines::buildinfo::{self, GoBuildInfo};
-use crate::captures::goroutines::{GoroutineSource, GoroutinesReader, PprofOptions, PprofSource};
+use crate::captures::goroutines::{GoroutinesFrom, GoroutinesReader, GoroutinesRecord};
 use crate::captures::memory::MemoryReader;
 use crate::captures::stacks::{StacksOptions, StacksReader};
 use crate::captures::threads::ThreadsReader;
 use crate::captures::{CaptureKind, SCHEMA_VERSION};
 use crate::directory::{self, CaptureRun, Manifest, Tool};
 use crate::error::{CaptureError, OutputError};
+use crate::gomem::buildinfo::{self, GoBuildInfo};
 use crate::process::{Target, TargetIdentity};
 use crate::series::{CaptureData, OneShot, OneShotRun, SampleTime, SampledRun, Sampler};
 
@@ -49,8 +49,9 @@ pub struct CaptureOptions {
     pub proc_root: PathBuf,
     /// Where cgroup filesystems are mounted, when not found from mountinfo.
     pub cgroup_root: Option<PathBuf>,
-    /// The Go pprof endpoint, for the goroutines capture.
-    pub go_pprof: Option<PprofOptions>,
+    /// Where the goroutines capture reads from: the program's memory (and then the
+    /// memory capture reads the Go heap's statistics too), or its pprof endpoint.
+    pub goroutines: GoroutinesFrom,
     /// How the stacks capture may stop the target's threads.
     pub stacks: StacksOptions,
     /// How to take a core dump, when `captures` has [`CaptureKind::Core`].
@@ -220,6 +221,7 @@ pub fn run(
         captures,
         partial: partial_text(&partial),
         go_build_info,
+        goroutines: data.goroutines.as_ref().and_then(GoroutinesRecord::of),
         core: data.core.clone(),
         files: Vec::new(),
     };
@@ -278,6 +280,13 @@ struct Readers {
 fn readers(options: &CaptureOptions, exe: Option<&str>) -> Readers {
     let mut readers = Readers::default();
     let pid = options.pid;
+    // Opened first: the memory capture reads the Go heap through the runtime the
+    // goroutines capture located in memory.
+    let mut goroutines = options
+        .captures
+        .contains(&CaptureKind::Goroutines)
+        .then(|| GoroutinesReader::open(&options.goroutines, &options.proc_root, pid));
+    let go = goroutines.as_ref().and_then(GoroutinesReader::go_runtime);
     for kind in CaptureKind::ALL
         .into_iter()
         .filter(|k| options.captures.contains(k))
@@ -290,17 +299,14 @@ fn readers(options: &CaptureOptions, exe: Option<&str>) -> Readers {
             CaptureKind::Memory => readers.sampled.push(Box::new(Sampler::new(
                 MemoryReader {
                     cgroup_root: options.cgroup_root.clone(),
+                    go: go.clone(),
                 },
                 pid,
             ))),
             CaptureKind::Goroutines => {
-                let source = options
-                    .go_pprof
-                    .clone()
-                    .map(|pprof| Box::new(PprofSource(pprof)) as Box<dyn GoroutineSource>);
-                readers
-                    .sampled
-                    .push(Box::new(Sampler::new(GoroutinesReader::new(source), pid)));
+                if let Some(reader) = goroutines.take() {
+                    readers.sampled.push(Box::new(Sampler::new(reader, pid)));
+                }
             }
             CaptureKind::Stacks => readers.once.push(Box::new(OneShot(StacksReader {
                 options: options.stacks,
@@ -429,7 +435,7 @@ mod tests {
             deadline: Duration::from_secs(60),
             proc_root: "/proc".into(),
             cgroup_root: None,
-            go_pprof: None,
+            goroutines: GoroutinesFrom::default(),
             stacks: StacksOptions::default(),
             core: CoreOptions::default(),
         };

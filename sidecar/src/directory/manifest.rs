@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::captures::CaptureKind;
 use crate::captures::coredump::CoreRecord;
-use crate::captures::goroutines::buildinfo::GoBuildInfo;
+use crate::captures::goroutines::GoroutinesRecord;
 use crate::files::FileEntry;
+use crate::gomem::buildinfo::GoBuildInfo;
 use crate::process::TargetIdentity;
 use crate::report::CaptureInfo;
 use crate::series::{CaptureData, KindRun};
@@ -41,6 +42,10 @@ pub struct Manifest {
     /// The Go build info of the target's executable, when it is a Go program.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go_build_info: Option<GoBuildInfo>,
+    /// Where the goroutines were read from (memory or pprof) and how the reads went, when
+    /// they were captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goroutines: Option<GoroutinesRecord>,
     /// The core dump, when one was taken.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub core: Option<CoreRecord>,

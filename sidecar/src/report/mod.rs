@@ -11,7 +11,7 @@ mod markdown;
 use chrono::{DateTime, Utc};
 
 use crate::analysis::{Finding, Summary};
-use crate::captures::goroutines::buildinfo::GoBuildInfo;
+use crate::gomem::buildinfo::GoBuildInfo;
 use crate::process::TargetIdentity;
 use crate::series::CaptureData;
 

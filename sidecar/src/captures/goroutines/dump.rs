@@ -24,6 +24,9 @@ pub struct Goroutine {
     pub elided: bool,
     /// The `go` statement that started it.
     pub created_by: Option<Frame>,
+    /// The thread it runs on, when running or in a system call (known when read from
+    /// memory; a pprof dump does not say).
+    pub thread: Option<i32>,
 }
 
 /// One stack frame: a function and where in its source.
@@ -106,6 +109,9 @@ pub struct GoroutineGroup {
     pub created_by: Option<Frame>,
     /// Their goroutine ids, ascending (to follow the same goroutines across samples).
     pub ids: Vec<u64>,
+    /// The threads those running or in a system call are on (read from memory only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<i32>,
 }
 
 impl GoroutineGroup {
@@ -446,6 +452,7 @@ fn parse_header(line: &str) -> Option<Goroutine> {
         frames: Vec::new(),
         elided: false,
         created_by: None,
+        thread: None,
     };
     for part in parts {
         if let Some(minutes) = part.strip_suffix(" minutes") {
@@ -503,12 +510,14 @@ pub fn group(goroutines: Vec<Goroutine>) -> Vec<GoroutineGroup> {
                 elided: goroutine.elided,
                 created_by: goroutine.created_by.clone(),
                 ids: Vec::new(),
+                threads: Vec::new(),
             });
             groups.len() - 1
         });
         let group = &mut groups[slot];
         group.count += 1;
         group.ids.push(goroutine.id);
+        group.threads.extend(goroutine.thread);
         group.locked_to_thread |= goroutine.locked_to_thread;
         group.elided |= goroutine.elided;
         if let Some(minutes) = goroutine.wait_minutes {
@@ -520,6 +529,7 @@ pub fn group(goroutines: Vec<Goroutine>) -> Vec<GoroutineGroup> {
     }
     for group in &mut groups {
         group.ids.sort_unstable();
+        group.threads.sort_unstable();
     }
     groups.sort_by(|a, b| {
         b.count

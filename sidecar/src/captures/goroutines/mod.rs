@@ -1,20 +1,27 @@
 //! The `goroutines` capture of a Go program: its goroutines grouped by stack in every
-//! sample, read from a [`GoroutineSource`] (today the program's `net/http/pprof` endpoint,
-//! [`PprofSource`], which also serves the heap profile once), written as `goroutines.json`
-//! and, for people, `goroutines.txt` ([`text`]); the groups' counts across the samples
-//! ([`trends`]); and the Go build info of any Go binary, pprof or not ([`buildinfo`]).
+//! sample, read from a [`GoroutineSource`] chosen by [`GoroutinesFrom`]: the program's
+//! memory ([`MemorySource`], the default) or its `net/http/pprof` endpoint
+//! ([`PprofSource`], which also serves the heap profile once); written as
+//! `goroutines.json` and, for people, `goroutines.txt` ([`text`]); the groups' counts
+//! across the samples ([`trends`]); and the manifest's record of where they came from
+//! ([`GoroutinesRecord`]).
 
-pub mod buildinfo;
 pub mod dump;
+pub mod memory;
 pub mod pprof;
 pub mod source;
 pub mod text;
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use dump::{Frame, GoroutineGroup, GroupKey};
+pub use memory::MemorySource;
 pub use pprof::PprofAddress;
 pub use source::{GoroutineSource, PprofOptions, PprofSource};
 
@@ -22,8 +29,9 @@ use crate::captures::CaptureKind;
 use crate::captures::contract::{
     Deadline, Failure, KindSample, RawFile, SampleError, SampledCapture, Series,
 };
-use crate::error::OutputError;
+use crate::error::{CaptureError, OutputError};
 use crate::files::FileList;
+use crate::gomem::{GoMemError, GoReader, MemoryError, ReadError};
 use crate::process::Target;
 use crate::process::netns::NetnsError;
 use crate::units;
@@ -40,8 +48,104 @@ pub const HEAP_FILE: &str = "heap.pb.gz";
 pub struct GoroutineSample {
     /// Goroutines in the dump.
     pub total: u64,
+    /// Where they were read from (a file written before procshot read memory has none:
+    /// pprof).
+    #[serde(default)]
+    pub source: GoroutinesSource,
+    /// Read from memory: goroutines whose reads never agreed, left out of `total` and
+    /// `groups`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inconsistent: u64,
+    /// Read from memory: goroutines whose reads agreed only when read again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retried: u64,
+    /// Read from memory with every thread stopped: for how long, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_ms: Option<f64>,
     /// Groups of goroutines with the same state and stack, biggest first.
     pub groups: Vec<GoroutineGroup>,
+}
+
+impl GoroutineSample {
+    /// The sample of a pprof dump's goroutines, grouped.
+    pub fn of_dump(goroutines: Vec<dump::Goroutine>) -> Self {
+        Self {
+            total: goroutines.len() as u64,
+            source: GoroutinesSource::Pprof,
+            inconsistent: 0,
+            retried: 0,
+            stopped_ms: None,
+            groups: dump::group(goroutines),
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Where goroutines are read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GoroutinesSource {
+    /// The program's memory.
+    Memory,
+    /// Its `net/http/pprof` endpoint.
+    #[default]
+    Pprof,
+}
+
+/// Where the goroutines capture is to read from.
+#[derive(Debug, Clone)]
+pub enum GoroutinesFrom {
+    /// The program's memory; with `max_stop`, every thread is stopped for an exact read,
+    /// waiting at most that long for them to stop (`None`: the program is never stopped).
+    Memory {
+        /// The bound of a stop.
+        max_stop: Option<Duration>,
+    },
+    /// The program's pprof endpoint.
+    Pprof(PprofOptions),
+}
+
+/// From memory, never stopping the program: the CLI's default.
+impl Default for GoroutinesFrom {
+    fn default() -> Self {
+        Self::Memory { max_stop: None }
+    }
+}
+
+/// The manifest's record of how the goroutines were read, over every sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GoroutinesRecord {
+    /// `memory` or `pprof` (the Go version whose runtime layout was used is the
+    /// manifest's `goBuildInfo.goVersion`).
+    pub source: GoroutinesSource,
+    /// Goroutines whose reads disagreed at first and agreed when read again.
+    #[serde(default)]
+    pub retried: u64,
+    /// Goroutines whose reads never agreed, left out.
+    #[serde(default)]
+    pub inconsistent: u64,
+    /// The longest time every thread was stopped for an exact read; absent when the
+    /// program was never stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_stop_ms: Option<f64>,
+}
+
+impl GoroutinesRecord {
+    /// The record of a series (`None` without samples).
+    pub fn of(series: &Series<GoroutineSample>) -> Option<Self> {
+        let first = series.samples.first()?;
+        let samples = series.samples.iter().map(|s| &s.data);
+        Some(Self {
+            source: first.data.source,
+            retried: samples.clone().map(|s| s.retried).sum(),
+            inconsistent: samples.clone().map(|s| s.inconsistent).sum(),
+            longest_stop_ms: samples.filter_map(|s| s.stopped_ms).reduce(f64::max),
+        })
+    }
 }
 
 impl KindSample for GoroutineSample {
@@ -55,9 +159,10 @@ impl KindSample for GoroutineSample {
 /// Why the goroutines capture failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GoroutinesError {
-    /// The capture was asked for without a source to read from.
-    #[error("no pprof endpoint was given (--go-pprof ADDR): nothing to read goroutines from")]
-    NoSource,
+    /// Reading them from memory failed, or cannot be done for this program (shared: a
+    /// runtime that cannot be located says so at every read).
+    #[error("from memory: {0}")]
+    Memory(Arc<GoMemError>),
     /// The target's network namespace could not be entered.
     #[error(transparent)]
     Netns(#[from] NetnsError),
@@ -81,21 +186,35 @@ pub enum GoroutinesError {
 /// The goroutines capture: one dump from its source per sample, then what the source
 /// reads once.
 pub struct GoroutinesReader {
-    source: Option<Box<dyn GoroutineSource>>,
+    source: Box<dyn GoroutineSource>,
+    /// The Go runtime located in memory, when reading from it.
+    go: Option<Rc<GoReader>>,
 }
 
 impl GoroutinesReader {
-    /// Reads from `source`; without one, the capture fails at its first sample (and the
-    /// others go on).
-    pub fn new(source: Option<Box<dyn GoroutineSource>>) -> Self {
-        Self { source }
+    /// The capture of `pid` (under `proc_root`) reading from `from`. From memory, the
+    /// runtime is located now, once for the whole capture; a program whose runtime
+    /// cannot be located fails the capture at its first sample (and the others go on).
+    pub fn open(from: &GoroutinesFrom, proc_root: &Path, pid: i32) -> Self {
+        match from {
+            GoroutinesFrom::Memory { max_stop } => {
+                let source = MemorySource::open(proc_root, pid, *max_stop);
+                Self {
+                    go: source.reader(),
+                    source: Box::new(source),
+                }
+            }
+            GoroutinesFrom::Pprof(options) => Self {
+                source: Box::new(PprofSource(options.clone())),
+                go: None,
+            },
+        }
     }
 
-    fn source(&mut self) -> Result<&mut dyn GoroutineSource, Failure> {
-        match &mut self.source {
-            Some(source) => Ok(source.as_mut()),
-            None => Err(GoroutinesError::NoSource.into()),
-        }
+    /// The Go runtime the goroutines are read from, for the memory capture's Go heap
+    /// statistics (`None`: read from pprof, or not located).
+    pub fn go_runtime(&self) -> Option<Rc<GoReader>> {
+        self.go.clone()
     }
 }
 
@@ -107,10 +226,17 @@ impl SampledCapture for GoroutinesReader {
         target: &Target,
         deadline: &Deadline,
     ) -> Result<GoroutineSample, SampleError> {
-        let source = self.source().map_err(SampleError::Failed)?;
-        source
+        self.source
             .goroutines(target, deadline.left())
-            .map_err(|e| SampleError::Failed(e.into()))
+            .map_err(|e| match e {
+                GoroutinesError::Memory(e) if exited(&e) => {
+                    SampleError::Target(CaptureError::TargetExited {
+                        pid: target.pid(),
+                        what: "goroutines",
+                    })
+                }
+                e => SampleError::Failed(e.into()),
+            })
     }
 
     fn describe(sample: &GoroutineSample) -> Option<String> {
@@ -122,8 +248,17 @@ impl SampledCapture for GoroutinesReader {
         target: &Target,
         deadline: &Deadline,
     ) -> Result<Vec<RawFile>, Failure> {
-        Ok(self.source()?.after_samples(target, deadline)?)
+        Ok(self.source.after_samples(target, deadline)?)
     }
+}
+
+/// Whether a read from memory failed because the target exited under it (the sample, and
+/// with it the run, ends as it does for the other kinds).
+fn exited(error: &GoMemError) -> bool {
+    matches!(
+        error,
+        GoMemError::Read(ReadError::Memory(MemoryError::Exited { .. }))
+    )
 }
 
 /// A group of the last sample with its count in every sample.

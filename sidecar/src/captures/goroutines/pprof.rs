@@ -11,6 +11,8 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::gomem::binary::uvarint;
+
 /// The goroutine dump, one block per goroutine with its full stack.
 pub const GOROUTINE_PATH: &str = "/debug/pprof/goroutine?debug=2";
 /// The heap profile (gzip'd protobuf).
@@ -270,20 +272,6 @@ fn check_profile_fields(mut data: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Reads an unsigned LEB128 varint (protobuf's, and Go's `binary.Uvarint`).
-pub(crate) fn uvarint(data: &mut &[u8]) -> Option<u64> {
-    let mut value: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = data.split_first()?;
-        *data = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
 }
 
 /// The first characters of a body, for messages.

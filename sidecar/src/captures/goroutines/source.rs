@@ -1,6 +1,7 @@
-//! Where the goroutines capture reads from ([`GoroutineSource`]), and the source it has
-//! today: the program's own `net/http/pprof` endpoint, reached from inside the target's
-//! network namespace so that a pprof bound to 127.0.0.1 in a pod answers ([`PprofSource`]).
+//! Where the goroutines capture reads from ([`GoroutineSource`]: the program's memory,
+//! [`super::MemorySource`], or this module's [`PprofSource`]): the program's own
+//! `net/http/pprof` endpoint, reached from inside the target's network namespace so that
+//! a pprof bound to 127.0.0.1 in a pod answers.
 
 use std::time::Duration;
 
@@ -66,10 +67,7 @@ impl GoroutineSource for PprofSource {
             ))
         })?;
         let goroutines = dump::parse(text).map_err(|e| not_a_dump(e.to_string()))?;
-        Ok(GoroutineSample {
-            total: goroutines.len() as u64,
-            groups: dump::group(goroutines),
-        })
+        Ok(GoroutineSample::of_dump(goroutines))
     }
 
     fn after_samples(

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{GoroutineSample, trends};
+use super::{GoroutineSample, GoroutinesSource, trends};
 use crate::captures::Series;
 use crate::units;
 
@@ -30,6 +30,29 @@ pub fn render(series: &Series<GoroutineSample>) -> String {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     );
     let _ = writeln!(out, "goroutines in each sample: {}", totals.join(" → "));
+    match last.data.source {
+        GoroutinesSource::Pprof => {
+            let _ = writeln!(out, "read from the program's pprof endpoint");
+        }
+        GoroutinesSource::Memory => {
+            let _ = write!(out, "read from the program's memory");
+            if let Some(ms) = last.data.stopped_ms {
+                let _ = write!(out, ", every thread stopped for {ms:.1} ms");
+            }
+            let left_out = last.data.inconsistent;
+            if left_out > 0 {
+                let _ = write!(
+                    out,
+                    "; {} goroutine{} changed every time {} read and {} left out",
+                    units::count(left_out),
+                    if left_out == 1 { "" } else { "s" },
+                    if left_out == 1 { "it was" } else { "they were" },
+                    if left_out == 1 { "is" } else { "are" },
+                );
+            }
+            out.push('\n');
+        }
+    }
     let _ = writeln!(
         out,
         "groups: goroutines with the same state and stack, biggest first, with their count in each sample"
@@ -94,10 +117,7 @@ mod tests {
             taken_at: chrono::DateTime::from_timestamp(1_800_000_000 + index as i64, 0).unwrap(),
             offset_seconds: index as f64,
             duration_ms: 1.0,
-            data: GoroutineSample {
-                total: goroutines.len() as u64,
-                groups: dump::group(goroutines),
-            },
+            data: GoroutineSample::of_dump(goroutines),
         }
     }
 
@@ -124,7 +144,21 @@ mod tests {
             text.starts_with("goroutines of pid 42: 4 in 2 groups, sample 2 of 2"),
             "{text}"
         );
-        assert!(text.contains("goroutines in each sample: 2 → 4"), "{text}");
+        assert!(
+            text.contains(
+                "goroutines in each sample: 2 → 4\nread from the program's pprof endpoint\n"
+            ),
+            "{text}"
+        );
+        series.samples[1].data.source = GoroutinesSource::Memory;
+        series.samples[1].data.inconsistent = 2;
+        assert!(
+            render(&series).contains(
+                "\nread from the program's memory; 2 goroutines changed every time they were \
+                 read and are left out\n"
+            ),
+            "{text}"
+        );
         let leak = text
             .find("3 goroutines [select] in main.leakTicker — per sample: 1 → 3 (+2)")
             .unwrap();

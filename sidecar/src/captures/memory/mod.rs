@@ -1,10 +1,13 @@
 //! The `memory` capture: `/proc/PID/status` memory fields, `smaps_rollup`, the mappings
-//! with the most resident memory (from `smaps`), and the memory files of the target's cgroup.
+//! with the most resident memory (from `smaps`), the memory files of the target's cgroup,
+//! and, when the goroutines of a Go program are read from its memory, its Go heap's
+//! statistics through the same located runtime ([`crate::gomem`]).
 
 pub mod cgroup;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use procfs::process::{MMPermissions, MMapPath};
 use serde::{Deserialize, Serialize};
@@ -14,6 +17,7 @@ pub use cgroup::CgroupMemory;
 use crate::captures::CaptureKind;
 use crate::captures::contract::{Deadline, KindSample, SampleError, SampledCapture};
 use crate::error::CaptureError;
+use crate::gomem::{GoHeap, GoReader};
 use crate::process::Target;
 use crate::units;
 
@@ -34,6 +38,10 @@ pub struct MemorySample {
     pub mappings: Readable<MappingSummary>,
     /// The memory files of the target's cgroup, or why not.
     pub cgroup: Readable<CgroupMemory>,
+    /// The Go heap's statistics, read from the runtime's memory (when goroutines are read
+    /// from memory too), or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_heap: Option<Readable<GoHeap>>,
 }
 
 /// Something that was read, or the reason it could not be (in JSON: the value itself, or
@@ -138,13 +146,21 @@ impl KindSample for MemorySample {
 pub struct MemoryReader {
     /// Where cgroup filesystems are mounted, when not where `/proc/self/mountinfo` says.
     pub cgroup_root: Option<PathBuf>,
+    /// The Go runtime located in the target's memory (by the goroutines capture), whose
+    /// heap statistics each sample reads; `None`: no Go heap in the samples.
+    pub go: Option<Rc<GoReader>>,
 }
 
 impl SampledCapture for MemoryReader {
     type Sample = MemorySample;
 
     fn read(&mut self, target: &Target, _: &Deadline) -> Result<MemorySample, SampleError> {
-        Ok(capture(target, self.cgroup_root.as_deref())?)
+        let mut sample = capture(target, self.cgroup_root.as_deref())?;
+        sample.go_heap = self
+            .go
+            .as_ref()
+            .map(|go| Readable::from_result(go.heap().map_err(|e| e.to_string())));
+        Ok(sample)
     }
 
     fn describe(sample: &MemorySample) -> Option<String> {
@@ -199,6 +215,7 @@ pub fn capture(target: &Target, cgroup_root: Option<&Path>) -> Result<MemorySamp
         rollup: Readable::from_result(rollup),
         mappings: Readable::from_result(mappings),
         cgroup: Readable::from_result(cgroup),
+        go_heap: None,
     })
 }
 

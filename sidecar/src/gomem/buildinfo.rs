@@ -119,7 +119,7 @@ fn parse_section(data: &[u8]) -> Result<GoBuildInfo, String> {
 
 /// A string prefixed by its length as an unsigned varint.
 fn read_string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let length = usize::try_from(super::pprof::uvarint(rest)?).ok()?;
+    let length = usize::try_from(super::binary::uvarint(rest)?).ok()?;
     let (string, tail) = (rest.get(..length)?, rest.get(length..)?);
     *rest = tail;
     Some(string)
