@@ -40,7 +40,7 @@ impl Cluster {
                     .unwrap_or_else(|| config.default_namespace.clone());
                 Self {
                     namespace,
-                    client: Client::try_from(config).map_err(|e| crate::error::chain(&e)),
+                    client: Client::try_from(config).map_err(|e| procshot_api::error_chain(&e)),
                 }
             }
             Err(detail) => Self {
@@ -70,16 +70,18 @@ async fn config(flags: &KubeFlags) -> Result<Config, String> {
     let loaded = match &flags.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|e| format!("{}: {}", path.display(), crate::error::chain(&e)))?;
+                .map_err(|e| format!("{}: {}", path.display(), procshot_api::error_chain(&e)))?;
             Config::from_custom_kubeconfig(kubeconfig, &options).await
         }
         None if options.context.is_none()
             && options.cluster.is_none()
             && options.user.is_none() =>
         {
-            return Config::infer().await.map_err(|e| crate::error::chain(&e));
+            return Config::infer()
+                .await
+                .map_err(|e| procshot_api::error_chain(&e));
         }
         None => Config::from_kubeconfig(&options).await,
     };
-    loaded.map_err(|e| crate::error::chain(&e))
+    loaded.map_err(|e| procshot_api::error_chain(&e))
 }

@@ -221,11 +221,11 @@ impl Error {
             },
             kube::Error::HyperError(_) | kube::Error::Service(_) => Self::Unreachable {
                 request,
-                detail: chain(&error),
+                detail: procshot_api::error_chain(&error),
             },
             other => Self::Api {
                 request,
-                server: chain(&other),
+                server: procshot_api::error_chain(&other),
             },
         }
     }
@@ -234,20 +234,6 @@ impl Error {
     pub fn is_not_found(error: &kube::Error) -> bool {
         matches!(error, kube::Error::Api(status) if status.code == 404)
     }
-}
-
-/// An error with its causes, `outer: inner`, without repeats.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 fn similar_names(similar: &[String]) -> String {

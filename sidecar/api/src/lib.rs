@@ -12,11 +12,13 @@
 //! * [`TerminationSummary`]: the compact JSON a capture pod leaves in its termination
 //!   message, the only thing the operator reads from it.
 //! * [`size::parse_size`]: the one parser of byte sizes (`512Mi`, `4G`, `64MiB`).
+//! * [`error_chain`]: an error and its causes as one line, as both binaries print them.
 //!
 //! Nothing here reads `/proc` or talks to Kubernetes: the operator depends on this crate
 //! without pulling in any process-inspection code.
 
 pub mod args;
+mod error_chain;
 pub mod finding;
 pub mod kind;
 pub mod pprof;
@@ -24,6 +26,7 @@ pub mod size;
 pub mod termination;
 
 pub use args::{CaptureArgs, LocateArgs};
+pub use error_chain::error_chain;
 pub use finding::{FindingCode, Severity};
 pub use kind::{CaptureKind, Schedule};
 pub use pprof::PprofAddress;

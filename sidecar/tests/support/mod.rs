@@ -330,16 +330,7 @@ pub fn findings(dir: &Path) -> Vec<(String, String, String)> {
 }
 
 /// Waits until `condition` holds, polling, or panics after `timeout`.
-pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+pub use procshot_object_servers::wait_for;
 
 /// A memory cgroup made for one test, removed when dropped.
 pub struct TestCgroup {

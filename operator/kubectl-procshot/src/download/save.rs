@@ -85,7 +85,7 @@ async fn copy_hashing(
             .map_err(|e| DownloadError::Transfer {
                 name: expected.name.clone(),
                 origin: source.to_string(),
-                detail: crate::error::chain(&e),
+                detail: procshot_api::error_chain(&e),
             })?;
         if n == 0 {
             break;

@@ -88,7 +88,7 @@ impl StoreDir {
         let store = built.map_err(|e| {
             config(format!(
                 "{} ({})",
-                crate::error::chain(&e),
+                procshot_api::error_chain(&e),
                 credentials(url)
             ))
         })?;
@@ -163,7 +163,7 @@ fn failure(url: &str, error: &object_store::Error) -> DownloadError {
     };
     DownloadError::Store {
         url: url.to_string(),
-        detail: format!("{}; {hint}", crate::error::chain(error)),
+        detail: format!("{}; {hint}", procshot_api::error_chain(error)),
     }
 }
 

@@ -65,7 +65,7 @@ impl Attempts {
             Err(error) => {
                 log.failures_in_a_row += 1;
                 log.failing_since.get_or_insert_with(Instant::now);
-                log.last_failure = Some(describe(error));
+                log.last_failure = Some(procshot_api::error_chain(error));
             }
         }
     }
@@ -75,20 +75,6 @@ impl Attempts {
 fn endpoint_of(request: &HttpRequest) -> Option<String> {
     let uri = request.uri();
     Some(format!("{}://{}", uri.scheme_str()?, uri.authority()?))
-}
-
-/// An HTTP error with its causes, `outer: inner: innermost`, without repeats.
-pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next = Some(error);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 /// The reqwest connector object_store uses by default, with every request recorded in

@@ -10,9 +10,10 @@ use object_store::client::{HttpError, HttpErrorKind};
 use crate::error::{Unreachable, UploadError};
 use crate::units;
 
-use super::attempts::{AttemptLog, describe};
+use super::attempts::AttemptLog;
 use super::destination::{Destination, StoreKind};
 use super::plan::PlannedFile;
+use procshot_api::error_chain;
 
 /// What a failed request was doing, which tells what a 404 means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub fn failure(
     log: &AttemptLog,
     step: Step,
 ) -> UploadError {
-    let text = describe(error);
+    let text = error_chain(error);
     if destination.kind != StoreKind::Local {
         if let Some(kind) = transport_failure(error)
             && kind != HttpErrorKind::Decode
@@ -134,8 +135,8 @@ fn transport_failure(error: &object_store::Error) -> Option<HttpErrorKind> {
 /// An object_store error without its "Generic S3 error:" wrapping.
 pub fn plain(error: &object_store::Error) -> String {
     match error {
-        object_store::Error::Generic { source, .. } => describe(source.as_ref()),
-        other => describe(other),
+        object_store::Error::Generic { source, .. } => error_chain(source.as_ref()),
+        other => error_chain(other),
     }
 }
 

@@ -149,7 +149,7 @@ impl ObjectServer for Azurite {
         self.create_container(ACCOUNT, ACCOUNT_KEY, name);
         let metadata = self.dir.path().join("data/__azurite_db_blob__.json");
         let quoted = format!("\"{name}\"");
-        crate::support::wait_for(
+        super::wait_for(
             "Azurite to save the new container to disk",
             Duration::from_secs(30),
             || std::fs::read_to_string(&metadata).is_ok_and(|text| text.contains(&quoted)),

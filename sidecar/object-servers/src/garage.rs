@@ -109,7 +109,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
 
     /// The CLI talks to the server over RPC: waits until it answers.
     fn wait_for_rpc(&self) {
-        crate::support::wait_for("garage to answer", Duration::from_secs(30), || {
+        super::wait_for("garage to answer", Duration::from_secs(30), || {
             self.server.assert_running();
             self.command(&["status"]).output().unwrap().status.success()
         });
@@ -120,7 +120,7 @@ api_bind_addr = "127.0.0.1:{admin_port}"
     fn wait_until_serving(&self, bucket: &str) {
         let store = self.reader(bucket);
         let runtime = runtime();
-        crate::support::wait_for("garage's S3 API", Duration::from_secs(30), || {
+        super::wait_for("garage's S3 API", Duration::from_secs(30), || {
             self.server.assert_running();
             runtime
                 .block_on(store.put(&ObjectPath::from("ready"), "ok".into()))
