@@ -12,20 +12,21 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use procshot::captures::CaptureKind;
 use procshot::commands::capture::CaptureOptions;
 use procshot::commands::upload::attempts::Attempts;
 use procshot::commands::upload::transfer::Transfer;
 use procshot::commands::upload::{Destination, Session};
+use procshot_object_servers::ObjectServer;
+use procshot_object_servers::garage::{Garage, KEY_ID, SECRET};
 use procshot_operator::api::Artifact;
 use serde_json::{Value, json};
 use support::exec::{ExecAnswer, ExecRouter};
-use support::garage::{BUCKET, Garage, KEY_ID, SECRET};
 
 const NAME: &str = "api-leak";
+const BUCKET: &str = "procshot-test";
 const CAPTURE_POD: &str = "procshot-api-leak-0123456789";
 
 /// A real capture (2 samples) of a `sleep` this test starts.
@@ -53,19 +54,11 @@ fn capture() -> (tempfile::TempDir, PathBuf, i32) {
     (out, dir, pid)
 }
 
-fn store(garage: &Garage) -> Arc<dyn ObjectStore> {
-    Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(garage.endpoint())
-            .with_bucket_name(BUCKET)
-            .with_access_key_id(KEY_ID)
-            .with_secret_access_key(SECRET)
-            .with_region("garage")
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap(),
-    )
+/// A Garage of this test's own with [`BUCKET`].
+fn garage_with_bucket() -> Garage {
+    let garage = Garage::start();
+    garage.create_bucket(BUCKET);
+    garage
 }
 
 /// Uploads the capture as a capture pod does, with procshot's own plan and transfer;
@@ -74,7 +67,7 @@ async fn upload(garage: &Garage, dir: &Path) -> Vec<Artifact> {
     let destination: Destination = format!("s3://{BUCKET}/incidents").parse().unwrap();
     let session: Session = format!("shop/{NAME}").parse().unwrap();
     let plan = procshot::commands::upload::plan::plan(dir, &destination, Some(&session)).unwrap();
-    let store = store(garage);
+    let store = garage.reader(BUCKET);
     let transfer = Transfer {
         store: store.as_ref(),
         attempts: &Attempts::default(),
@@ -158,7 +151,9 @@ fn succeeded(artifacts: &[Artifact], pid: i32) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capture_download_fetches_every_file_and_checks_it_against_the_manifest() {
-    let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let garage = tokio::task::spawn_blocking(garage_with_bucket)
+        .await
+        .unwrap();
     let (_keep, dir, pid) = tokio::task::spawn_blocking(capture).await.unwrap();
     let artifacts = upload(&garage, &dir).await;
     let server = support::ApiServer::start(
@@ -197,7 +192,9 @@ async fn capture_download_fetches_every_file_and_checks_it_against_the_manifest(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_object_is_refused_and_not_kept() {
-    let garage = tokio::task::spawn_blocking(Garage::start).await.unwrap();
+    let garage = tokio::task::spawn_blocking(garage_with_bucket)
+        .await
+        .unwrap();
     let (_keep, dir, pid) = tokio::task::spawn_blocking(capture).await.unwrap();
     let artifacts = upload(&garage, &dir).await;
     // The same size, one byte changed: only the sha256 can tell.
@@ -205,7 +202,8 @@ async fn a_corrupted_object_is_refused_and_not_kept() {
     let key = fds.url.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
     let mut content = std::fs::read(dir.join("fds.json")).unwrap();
     content[0] ^= 0x20;
-    store(&garage)
+    garage
+        .reader(BUCKET)
         .put(&ObjectPath::from(key), PutPayload::from(content))
         .await
         .unwrap();

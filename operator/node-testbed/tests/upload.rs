@@ -17,7 +17,9 @@ const KEY_ID: &str = "GK0123456789abcdef01234567";
 const SECRET: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const BUCKET: &str = "evidence";
 
-/// Garage in the network namespace of a process; killed when dropped.
+/// Garage in the network namespace of a process; killed when dropped. Not the shared
+/// `procshot_object_servers` Garage: that one is probed and read from the host's loopback,
+/// which a server inside the capture pod's own network namespace is out of reach of.
 struct Garage {
     dir: tempfile::TempDir,
     netns: PathBuf,
@@ -26,19 +28,12 @@ struct Garage {
 
 impl Garage {
     fn binary() -> PathBuf {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home.join(".cache"));
-        let binary = cache.join("procshot/garage/bin/garage");
-        assert!(
-            binary.is_file(),
-            "garage is not installed: run scripts/install-garage.sh (looked for {})",
-            binary.display()
-        );
-        binary
+        procshot_object_servers::installed(
+            "GARAGE",
+            "PROCSHOT_GARAGE_DIR",
+            "garage/bin/garage",
+            "install-garage.sh",
+        )
     }
 
     /// Starts Garage on 127.0.0.1 in the network namespace of `pid`, with a bucket and a

@@ -330,6 +330,7 @@ pub fn findings(dir: &Path) -> Vec<(String, String, String)> {
 }
 
 /// Waits until `condition` holds, polling, or panics after `timeout`.
+#[allow(unused_imports)] // not every test binary waits
 pub use procshot_object_servers::wait_for;
 
 /// A memory cgroup made for one test, removed when dropped.

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 pub mod exec;
-pub mod garage;
 
 use std::io::Write;
 use std::net::SocketAddr;
